@@ -1,17 +1,115 @@
-"""`main.py train | eval | demo` argument definitions; the work lives in training.* modules."""
+"""`main.py train | eval` argument definitions; the work lives in training.* modules."""
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
 
-
-def _not_built(name: str):
-    def handler(args: argparse.Namespace) -> int:
-        raise RuntimeError(f"'{name}' is not built yet (see the open issues)")
-
-    return handler
+LOGGER = logging.getLogger("training")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    for name, text in (("train", "train a DRTN model"), ("eval", "evaluate models (Table I layout, CED)"), ("demo", "reconstruct a sample image to a file")):
-        sub = commands.add_parser(name, help=text)
-        sub.set_defaults(handler=_not_built(name))
+    train = commands.add_parser("train", help="fit labels, build the corpus, train a DRTN model (resumable)")
+    train.add_argument("--data", default="../shared/data", help="landmark corpus folder (300w/, youtube_faces_68/, infanface/)")
+    train.add_argument("--work", default="runs", help="folder for labels, corpus and runs")
+    train.add_argument("--out", default=None, help="run folder (default WORK/<model>)")
+    train.add_argument("--model", default="drtn_rt", help="model config name (see drtn.model.list_configs())")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--lr", type=float, default=None, help="initial learning rate (paper 0.03)")
+    train.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
+    train.add_argument("--profile-fraction", type=float, default=0.5, help="share of training faces also profiled to large yaw")
+    train.add_argument("--config", default=None, help="JSON file of TrainConfig fields (unknown keys are rejected)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    train.add_argument("--threads", type=int, default=None)
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("eval", help="NME tables (Table I layout) and CED plots, our model beside the peer teacher")
+    evaluate.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled model)")
+    evaluate.add_argument("--data", default="../shared/data", help="landmark corpus folder")
+    evaluate.add_argument("--splits", default="val_helen,val_afw,val_infant", help="held-out splits of the landmark corpus ('' for none)")
+    evaluate.add_argument("--aflw2000", default=None, help="an AFLW2000-3D-format folder (image + .mat with pt3d_68)")
+    evaluate.add_argument("--no-teacher", action="store_true", help="skip the 3DDFA_V2 peer")
+    evaluate.add_argument("--limit", type=int, default=0, help="first N faces per set (0: all)")
+    evaluate.add_argument("--out", default="runs/eval", help="report folder (report.md, ced_*.png)")
+    evaluate.set_defaults(handler=run_eval)
+
+
+def _assets(args):
+    from drtn.assets import TEACHER_FILE, BFM_FILES, find_assets
+
+    return find_assets(args.assets, BFM_FILES + (TEACHER_FILE,))
+
+
+def prepare_corpus(args, assets, morphable):
+    """Labels (3DMM fits) and the canvas corpus, built once into ``--work`` and reused."""
+    from training.corpus import Corpus, build_corpus
+    from training.datasets import load_corpus
+    from training.labels import LabelSet, make_labels
+
+    work = Path(args.work)
+    labels_path = work / "labels" / "corpus.npz"
+    if labels_path.is_file():
+        labels = LabelSet.load(labels_path)
+    else:
+        labels = make_labels(load_corpus(args.data), morphable, assets.teacher_onnx)
+        labels.save(labels_path)
+    corpus_dir = work / f"corpus_p{int(round(100 * args.profile_fraction))}"
+    try:
+        return Corpus.load(corpus_dir)
+    except FileNotFoundError:
+        corpus = build_corpus(labels, morphable, profile_fraction=args.profile_fraction)
+        corpus.save(corpus_dir)
+        return corpus
+
+
+def run_train(args) -> int:
+    from drtn.morphable import MorphableModel
+    from training.trainer import TrainConfig, Trainer, plot_metrics
+
+    assets = _assets(args)
+    morphable = MorphableModel.load(assets)
+    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+                 "max_steps": args.max_steps, "threads": args.threads}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = TrainConfig.from_dict(values)
+    corpus = prepare_corpus(args, assets, morphable)
+    out = Path(args.out or Path(args.work) / config.model)
+    trainer = Trainer(config, corpus, morphable, out)
+    if args.resume and trainer.checkpoint_path().is_file():
+        trainer.resume(trainer.checkpoint_path())
+    elif trainer.checkpoint_path().is_file():
+        raise ValueError(f"{trainer.checkpoint_path()} exists: pass --resume to continue it or choose another --out")
+    (out / "train_config.json").write_text(json.dumps(values, indent=1))
+    path = trainer.train()
+    plot_metrics(out / "metrics.jsonl", out / "curves.png")
+    LOGGER.info("checkpoint %s, curves %s", path, out / "curves.png")
+    return 0
+
+
+def run_eval(args) -> int:
+    from drtn.model import load_default_model, load_model
+    from drtn.morphable import MorphableModel
+    from training import evaluate as ev
+
+    assets = _assets(args)
+    morphable = MorphableModel.load(assets)
+    model = load_model(args.checkpoint) if args.checkpoint else load_default_model()
+    methods = [("DRTN (ours)", ev.torch_predictor(model, morphable))]
+    if not args.no_teacher:
+        methods.append(("3DDFA_V2 teacher", ev.teacher_predictor(assets.teacher_onnx, morphable)))
+    methods.append(("mean face", ev.mean_face_predictor(morphable)))
+    sets = []
+    for split in [s for s in args.splits.split(",") if s]:
+        sets.append(ev.landmark_eval_set(args.data, split, morphable, assets.teacher_onnx, args.limit))
+    if args.aflw2000:
+        sets.append(ev.aflw2000_eval_set(args.aflw2000, args.limit))
+    if not sets:
+        raise ValueError("nothing to evaluate: give --splits and/or --aflw2000")
+    results = [(s, [ev.evaluate(s, predict, morphable, name) for name, predict in methods]) for s in sets]
+    report = ev.write_report(results, args.out)
+    print(report.read_text())  # the table is the command's output
+    LOGGER.info("report written to %s", report)
+    return 0

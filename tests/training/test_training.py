@@ -1,0 +1,166 @@
+"""Training side: readers, exact label bookkeeping through crops / profiling, the loop, resume, NaN guard."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from drtn import crop
+from drtn.params import pose_angles_degrees
+from training.augment import AugmentConfig, make_batch
+from training.corpus import Corpus, build_corpus
+from training.datasets import FLIP_68, load_corpus, load_landmark_csv, load_pts_folder, read_mat_sample, read_pts
+from training.geometry import pose_to_crop, pose_to_image
+from training.labels import LabelSet, make_labels, mirror_landmarks, FitConfig
+from training.profiling import profile_face
+from training.trainer import TrainConfig, Trainer, TrainingDiverged, learning_rate_at
+
+
+@pytest.fixture(scope="module")
+def tiny_labels(shared_dir, morphable):
+    samples = load_pts_folder(shared_dir / "data/300w/helen_trainset", "helen", "train")[:6]
+    samples += [dataclasses.replace(s, split="val_helen") for s in load_pts_folder(shared_dir / "data/300w/helen_testset", "helen_test", "val_helen")[:2]]
+    return make_labels(samples, morphable, shared_dir / "assets/teacher/3ddfa_v2_mb05_120x120.onnx", FitConfig(steps=300))
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tiny_labels, morphable):
+    return build_corpus(tiny_labels, morphable, profile_fraction=1.0, seed=1)
+
+
+def test_read_pts_and_errors(shared_dir, tmp_path):
+    pts = sorted((shared_dir / "data/300w/afw").glob("*.pts"))[0]
+    assert read_pts(pts).shape == (68, 2)
+    bad = tmp_path / "bad.pts"
+    bad.write_text("version: 1\nn_points: 3\n{\n1 2\n3 4\n5 6\n}\n")
+    with pytest.raises(ValueError, match="expected 68 points"):
+        read_pts(bad)
+
+
+def test_csv_readers(shared_dir):
+    infant = load_landmark_csv(shared_dir / "data/infanface/labels.csv", shared_dir / "data/infanface", "infanface")
+    assert len(infant) > 400 and infant[0].landmarks.shape == (68, 2) and infant[0].image_path.is_file()
+
+
+def test_corpus_splits_keep_photos_apart(shared_dir):
+    samples = load_corpus(shared_dir / "data")
+    groups = {}
+    for s in samples:
+        groups.setdefault(s.group, set()).add(s.split)
+    assert all(len(splits) == 1 for splits in groups.values()), "a photo/identity appears in two splits"
+    assert {"train", "val_helen", "val_afw"} <= {s.split for s in samples}
+
+
+def test_300wlp_reader(shared_dir):
+    sample = read_mat_sample(shared_dir / "samples/300wlp/IBUG_image_008_1_0.mat")
+    assert sample.landmarks.shape == (68, 2) and sample.shape_para.shape == (199,)
+    assert abs(sample.yaw_degrees) > 10  # this face is turned
+
+
+def test_mirror_landmarks_is_an_involution():
+    rng = np.random.default_rng(0)
+    landmarks = rng.uniform(0, 100, (68, 2))
+    assert np.allclose(mirror_landmarks(mirror_landmarks(landmarks, 101), 101), landmarks)
+    assert sorted(FLIP_68.tolist()) == list(range(68))
+
+
+def test_labels_fit_the_annotations(tiny_labels):
+    assert np.median(tiny_labels.fit_nme) < 0.03  # 1.4% median on the full corpus
+    assert tiny_labels.mirrored.sum() == len(tiny_labels) // 2
+
+
+def test_label_file_round_trip(tiny_labels, tmp_path):
+    tiny_labels.save(tmp_path / "labels.npz")
+    again = LabelSet.load(tmp_path / "labels.npz")
+    assert np.array_equal(again.params, tiny_labels.params) and list(again.splits) == list(tiny_labels.splits)
+
+
+def test_pose_moves_exactly_with_the_crop(tiny_labels, morphable):
+    params = tiny_labels.params[0].astype(np.float64)
+    box = tiny_labels.roi_boxes[0]
+    pose_image = pose_to_image(params[:12].reshape(3, 4), box)
+    rng = np.random.default_rng(3)
+    theta = 0.3
+    affine = np.array([[0.7 * np.cos(theta), -0.7 * np.sin(theta), 5.0], [0.7 * np.sin(theta), 0.7 * np.cos(theta), -9.0]])
+    new_params = params.copy()
+    new_params[:12] = pose_to_crop(pose_image, affine).reshape(12)
+    original = crop.model_to_image(morphable.landmarks_model(params[None])[0], box)[:2]
+    expected = affine[:, :2] @ original + affine[:, 2:]
+    got = crop.model_to_crop(morphable.landmarks_model(new_params[None])[0])[:2]
+    assert np.abs(got - expected).max() < 1e-6
+    assert rng is not None
+
+
+def test_profiling_turns_the_face_and_labels_follow(tiny_labels, morphable):
+    from training.labels import read_image
+
+    image = read_image(tiny_labels.image_paths[0])
+    params = tiny_labels.params[0]
+    yaw = pose_angles_degrees(params[None])[0, 0]
+    face = profile_face(image, tiny_labels.roi_boxes[0], params, 50.0, morphable)
+    assert abs(face.yaw_degrees - (yaw + 50.0)) < 1.0
+    projected = crop.model_to_image(morphable.landmarks_model(face.params[None])[0], face.roi_box)[:2].T
+    assert np.abs(projected - face.landmarks).max() < 1e-3
+    # the rendered face is not the source image pasted: the centre of the canvas changed
+    assert face.image.shape == (256, 256, 3) and face.image.std() > 10
+
+
+def test_augmented_batch_labels_are_exact(tiny_corpus, morphable):
+    profiled = np.flatnonzero(tiny_corpus.kinds == "profile")
+    assert len(profiled) > 0
+    batch = make_batch(tiny_corpus, profiled, seed=7, epoch=3, config=AugmentConfig(rotation_probability=1.0))
+    projected = crop.model_to_crop(morphable.landmarks_model(batch.params))[:, :2].transpose(0, 2, 1)
+    assert np.abs(projected - batch.landmarks).max() < 1e-2  # generated faces: targets are model landmarks
+    again = make_batch(tiny_corpus, profiled, seed=7, epoch=3, config=AugmentConfig(rotation_probability=1.0))
+    assert np.array_equal(batch.crops, again.crops)  # deterministic in (seed, epoch, index)
+    other = make_batch(tiny_corpus, profiled, seed=7, epoch=4, config=AugmentConfig(rotation_probability=1.0))
+    assert not np.array_equal(batch.crops, other.crops)
+
+
+def test_learning_rate_schedule_matches_the_paper():
+    config = TrainConfig(epochs=70, warmup_steps=0)
+    assert learning_rate_at(config, 0, 10) == pytest.approx(0.03)
+    assert learning_rate_at(config, 300, 10) == pytest.approx(0.02)
+    assert learning_rate_at(config, 450, 10) == pytest.approx(0.004)
+    assert learning_rate_at(config, 650, 10) == pytest.approx(0.0008)
+
+
+def test_train_config_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown key 'lerning_rate'"):
+        TrainConfig.from_dict({"lerning_rate": 0.1})
+
+
+def _tiny_trainer(corpus, morphable, out, **overrides):
+    config = TrainConfig(batch_size=4, epochs=2, warmup_steps=2, checkpoint_every=2, log_every=1, val_limit=2, threads=1, **overrides)
+    return Trainer(config, corpus, morphable, out)
+
+
+def test_resume_is_bit_exact(tiny_corpus, morphable, tmp_path):
+    full = _tiny_trainer(tiny_corpus, morphable, tmp_path / "full", max_steps=4)
+    full.train()
+    first = _tiny_trainer(tiny_corpus, morphable, tmp_path / "half", max_steps=2)
+    first.train()
+    resumed = _tiny_trainer(tiny_corpus, morphable, tmp_path / "half", max_steps=4)
+    resumed.resume(first.checkpoint_path())
+    resumed.train()
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    assert (tmp_path / "full" / "metrics.jsonl").read_text().count("val_nme") >= 1
+
+
+def test_nan_guard_names_the_step(tiny_corpus, morphable, tmp_path):
+    trainer = _tiny_trainer(tiny_corpus, morphable, tmp_path / "nan", max_steps=3)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="step 0"):
+        trainer.train()
+
+
+def test_corpus_save_load(tiny_corpus, tmp_path):
+    tiny_corpus.save(tmp_path / "c")
+    again = Corpus.load(tmp_path / "c")
+    assert len(again) == len(tiny_corpus) and np.array_equal(again.canvases, tiny_corpus.canvases)
+    with pytest.raises(FileNotFoundError, match="no corpus"):
+        Corpus.load(tmp_path / "missing")
