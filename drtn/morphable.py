@@ -3,9 +3,13 @@
 Three meshes share the 62-parameter space:
 
 - ``sparse``: the 68 landmarks (``landmarks68_bases_v2.json``), with 40 identity + 10 expression bases.
-- ``dense``: 4,096 points of ``Model_PAF.pkl`` with their own 40 + 10 bases. Layout (verified): a 64x64 grid,
+- ``dense``: 4,096 points of ``Model_PAF.pkl`` with their own 40 identity bases. Layout (verified): a 64x64 grid,
   point ``k = 64 * i + j`` with ``i`` walking +x and ``j`` walking -y over the face; some border points lie
   off the face surface, so :attr:`dense_triangles` keeps only quads whose corners lie on the mean mesh.
+  The file's ``w_exp_filter`` is byte-identical to ``w_filter[:, :10]`` (identity bases, ~1e5 times too weak for
+  the expression coefficients), so the dense expression basis is rebuilt from the sparse one: each of its 10
+  columns is the 3D thin-plate interpolation (kernel ``r``) of the 68 landmark displacements over the mean face
+  (:func:`interpolate_basis`). It equals the sparse basis at the landmarks and is smooth in between.
 - ``display``: the 38,365-vertex no-neck BFM mean mesh with its 76,073 triangles (no bases of its own);
   :meth:`MorphableModel.display_vertices` moves it with the dense model's deformation, interpolated.
 
@@ -76,6 +80,39 @@ class TorchBasis(torch.nn.Module):
         return out
 
 
+def interpolate_basis(source_mean: np.ndarray, source_basis: np.ndarray, target_mean: np.ndarray) -> np.ndarray:
+    """Carry a linear basis from one point set to another by 3D thin-plate interpolation.
+
+    Each basis column's per-point displacement is interpolated with the biharmonic kernel ``phi(r) = r`` plus an
+    affine term, fitted exactly at the source points (the mean shapes say where they are).
+
+    Args:
+        source_mean: (3K,) xyz-interleaved source points.
+        source_basis: (3K, D) basis at the source points.
+        target_mean: (3M,) xyz-interleaved target points.
+    Returns:
+        (3M, D) float64 basis at the target points.
+    """
+    source = np.asarray(source_mean, dtype=np.float64).reshape(-1, 3)
+    target = np.asarray(target_mean, dtype=np.float64).reshape(-1, 3)
+    basis = np.asarray(source_basis, dtype=np.float64)
+    num_source, num_columns = source.shape[0], basis.shape[1]
+    if basis.shape[0] != 3 * num_source:
+        raise ValueError(f"source_basis: expected {3 * num_source} rows for {num_source} points, got shape {basis.shape}")
+    # work in units of the source's extent so the linear system is well conditioned
+    center, extent = source.mean(axis=0), np.abs(source - source.mean(axis=0)).max()
+    source, target = (source - center) / extent, (target - center) / extent
+    kernel = np.linalg.norm(source[:, None] - source[None], axis=2)
+    affine = np.hstack([np.ones((num_source, 1)), source])
+    system = np.block([[kernel, affine], [affine.T, np.zeros((4, 4))]])
+    values = basis.reshape(num_source, 3 * num_columns)  # row k: (x, y, z) of point k for every column
+    coefficients = np.linalg.solve(system, np.vstack([values, np.zeros((4, 3 * num_columns))]))
+    target_kernel = np.linalg.norm(target[:, None] - source[None], axis=2)
+    target_affine = np.hstack([np.ones((target.shape[0], 1)), target])
+    out = target_kernel @ coefficients[:num_source] + target_affine @ coefficients[num_source:]
+    return out.reshape(3 * target.shape[0], num_columns)
+
+
 def project(pose, vertices):
     """Apply ``[s*R | t]`` to vertices (eq. 3, z kept).
 
@@ -118,6 +155,10 @@ class MorphableModel:
             identity=np.asarray(dense_raw["w_filter"], dtype=np.float64),
             expression=np.asarray(dense_raw["w_exp_filter"], dtype=np.float64),
         )
+        if np.array_equal(dense.expression, dense.identity[:, :NUM_EXP]):
+            # Defect of the published file (see module docstring): rebuild the expression basis from the sparse one.
+            LOGGER.debug("Model_PAF.pkl: w_exp_filter duplicates w_filter; interpolating the sparse expression basis")
+            dense = Basis(dense.mean, dense.identity, interpolate_basis(sparse.mean, sparse.expression, dense.mean))
         for name, basis, points in (("landmarks68_bases_v2.json", sparse, 68), ("Model_PAF.pkl", dense, 4096)):
             if basis.mean.shape != (3 * points,) or basis.identity.shape != (3 * points, NUM_ID) or basis.expression.shape != (
                 3 * points,

@@ -28,6 +28,14 @@ def _check_last_dim(params, name: str = "params") -> None:
         raise ValueError(f"{name}: expected last dimension {NUM_PARAMS}, got shape {tuple(params.shape)}")
 
 
+def _as_matrices(array, rows: int, cols: int, name: str) -> np.ndarray:
+    """(rows, cols) or (N, rows, cols) -> (N, rows, cols) float64, or a ValueError naming the shape."""
+    out = np.asarray(array, dtype=np.float64)
+    if out.ndim not in (2, 3) or out.shape[-2:] != (rows, cols):
+        raise ValueError(f"{name}: expected shape ({rows}, {cols}) or (N, {rows}, {cols}), got {out.shape}")
+    return out.reshape(-1, rows, cols)
+
+
 @dataclass(frozen=True)
 class FaceParams:
     """Typed split of a batch of de-normalised 62-vectors.
@@ -135,7 +143,7 @@ def rotation_to_euler(rotation: np.ndarray) -> np.ndarray:
     Returns:
         (N, 3) ``[pitch, yaw, roll]`` in radians; yaw in [-pi/2, pi/2].
     """
-    r = np.asarray(rotation, dtype=np.float64).reshape(-1, 3, 3)
+    r = _as_matrices(rotation, 3, 3, "rotation")
     # R = Rx Ry Rz  =>  R[0,2] = -sin(yaw), R[0,0] = cy*cz, R[0,1] = cy*sz, R[1,2] = sx*cy, R[2,2] = cx*cy
     yaw = np.arcsin(np.clip(-r[:, 0, 2], -1.0, 1.0))
     pitch = np.arctan2(r[:, 1, 2], r[:, 2, 2])
@@ -151,7 +159,7 @@ def decompose_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     Returns:
         scale (N,), rotation (N, 3, 3) (nearest orthonormal, det +1), translation (N, 3).
     """
-    pose = np.asarray(pose, dtype=np.float64).reshape(-1, 3, 4)
+    pose = _as_matrices(pose, 3, 4, "pose")
     scaled = pose[:, :, :3]
     u, singular, vt = np.linalg.svd(scaled)
     scale = singular.mean(axis=1)
@@ -164,9 +172,17 @@ def decompose_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def compose_pose(scale, rotation, translation) -> np.ndarray:
     """(N,), (N,3,3), (N,3) -> (N, 3, 4) ``[s*R | t]``."""
+    rotation = _as_matrices(rotation, 3, 3, "rotation")
     scale = np.asarray(scale, dtype=np.float64).reshape(-1, 1, 1)
-    rotation = np.asarray(rotation, dtype=np.float64).reshape(-1, 3, 3)
-    translation = np.asarray(translation, dtype=np.float64).reshape(-1, 3, 1)
+    translation = np.asarray(translation, dtype=np.float64)
+    if translation.shape[-1:] != (3,) or translation.ndim > 2:
+        raise ValueError(f"translation: expected shape (3,) or (N, 3), got {translation.shape}")
+    translation = translation.reshape(-1, 3, 1)
+    if rotation.shape[0] != translation.shape[0] or scale.shape[0] not in (1, rotation.shape[0]):
+        raise ValueError(
+            f"compose_pose: batch sizes differ: scale {scale.shape[0]}, rotation {rotation.shape[0]}, "
+            f"translation {translation.shape[0]}"
+        )
     return np.concatenate([scale * rotation, translation], axis=2)
 
 

@@ -1,17 +1,124 @@
-"""`main.py video | live` argument definitions."""
+"""`main.py video | live` argument definitions, and the helpers that turn arguments into a pipeline.
+
+The app (``realtime.ui``) and the pipeline benchmark reuse :func:`add_pipeline_arguments`,
+:func:`create_backend` and :func:`pipeline_options_from_args`, so every entry point takes the same flags.
+"""
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_BACKEND = "onnxruntime"
 
 
-def _not_built(name: str):
-    def handler(args: argparse.Namespace) -> int:
-        raise RuntimeError(f"'{name}' is not built yet (see the open issues)")
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``video``, ``live`` and ``bench --pipeline``: backend, detection, tracking, smoothing."""
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
+    group.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
+    group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
+    group.add_argument("--detector-model", choices=("full_range", "short_range"), default="full_range", help="MediaPipe model: full_range (any distance) or short_range (webcam, faster)")
+    group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
+    group.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
+    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff at rest for all parameter groups (lower = smoother)")
+    group.add_argument("--smooth-beta", type=float, default=None, help="One-Euro speed coefficient for all groups (higher = less lag)")
+    group.add_argument("--smooth-d-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff of the speed estimate")
 
-    return handler
+
+def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
+    """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`."""
+    from realtime.detector import DetectorOptions
+    from realtime.pipeline import PipelineOptions, RunningMode
+    from realtime.smoothing import OneEuroConfig, SmoothingOptions
+    from realtime.tracker import TrackerOptions
+
+    smoothing = SmoothingOptions(enabled=not args.no_smoothing)
+    overrides = {
+        name: value
+        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta), ("d_cutoff", args.smooth_d_cutoff))
+        if value is not None
+    }
+    if overrides:
+        smoothing = smoothing.with_all_groups(OneEuroConfig(**{**OneEuroConfig().__dict__, **overrides}))
+    return PipelineOptions(
+        running_mode=running_mode or RunningMode.VIDEO,
+        assets_dir=getattr(args, "assets", None),
+        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence),
+        tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
+        smoothing=smoothing,
+        result_callback=result_callback,
+    )
+
+
+def create_backend(kind: str, assets_dir: str | None = None, threads: int = 2):
+    """The inference backend ``kind`` from :func:`export.backends.create_backend` (its bundled default model).
+
+    Raises:
+        ImportError: the export package's backends cannot be imported.
+        ValueError, FileNotFoundError, export.backends.BackendUnavailableError: from the factory.
+    """
+    try:
+        from export.backends import create_backend as factory
+    except ImportError as error:
+        raise ImportError(f"the inference backends are not available (export.backends: {error})") from error
+    return factory(kind, assets=assets_dir, threads=threads)
+
+
+def run_video_command(args: argparse.Namespace) -> int:
+    """``main.py video``: annotated video + JSONL records."""
+    from realtime.overlay import create_overlay
+    from realtime.pipeline import FacePipeline
+    from realtime.sources import open_source
+    from realtime.threads import limit_blas_threads
+    from realtime.video import process_video
+
+    limit_blas_threads(1)
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames: expected >= 1, got {args.max_frames}")
+    output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
+    options = pipeline_options_from_args(args)
+    with open_source(args.input, max_frames=args.max_frames) as source:
+        backend = create_backend(args.backend, getattr(args, "assets", None))
+        with FacePipeline(backend, options) as pipeline:
+            overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
+            try:
+                summary = process_video(source, pipeline, output, args.records, overlay, progress=not args.no_progress)
+            finally:
+                overlay.close()
+    print(f"wrote {summary.frames} frames to {summary.output_path}" + (f", {summary.face_records} face records to {summary.records_path}" if summary.records_path else ""))
+    return 0 if summary.playable or summary.frames == 0 else 1
+
+
+def run_live_command(args: argparse.Namespace) -> int:
+    """``main.py live``: the PyQt6 app (imported only here, so headless use never needs Qt)."""
+    from realtime.threads import limit_blas_threads
+
+    limit_blas_threads(1)
+    try:
+        from realtime import ui
+    except ImportError as error:
+        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install PyQt6 PyOpenGL): {error}") from error
+    return int(ui.run_live(args) or 0)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    for name, text in (("video", "process a video file headlessly"), ("live", "open the webcam / video app")):
-        sub = commands.add_parser(name, help=text)
-        sub.set_defaults(handler=_not_built(name))
+    video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
+    video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
+    video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
+    video.add_argument("--records", default=None, metavar="JSONL", help="write one JSON record per face per frame here")
+    video.add_argument("--renderer", choices=("gl", "cv"), default="gl", help="mesh overlay: OpenGL (default; falls back to cv when no GL context) or OpenCV wireframe")
+    video.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    video.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pipeline_arguments(video)
+    video.set_defaults(handler=run_video_command)
+
+    from realtime.ui.options import add_live_arguments  # Qt-free: the app's own flags
+
+    live = commands.add_parser("live", help="open the webcam / video app", description="The PyQt6 + OpenGL tracking app.")
+    live.add_argument("source", nargs="?", default=None, help="camera index, video file or image folder (default: camera 0, else the bundled clip)")
+    add_pipeline_arguments(live)
+    add_live_arguments(live)
+    live.set_defaults(handler=run_live_command)

@@ -1,0 +1,272 @@
+"""Face tracks with stable ids: crop boxes carried from each frame's landmarks to the next.
+
+The tracker holds no model: the pipeline asks it whether to run the detector, hands it detections, crops
+the faces at :attr:`Track.roi_box`, and hands back the landmarks found in those crops. After a detection
+seeds a track, each next crop comes from the previous frame's 68 landmarks (``drtn.crop.roi_box_from_landmarks``,
+as 3DDFA_V2 tracks), so faces keep being tracked through poses the detector misses.
+
+The detector runs when there is no track, when a track was lost in the previous frame, or every
+``detect_every_n_frames`` frames; its boxes are matched to tracks by IoU (greedy, highest first), unmatched
+boxes start new tracks (up to ``max_faces``). A track is lost when its landmarks are not finite, its box
+falls under ``min_face_size_px``, jumps in size by more than ``max_scale_change`` in one frame, keeps less
+than ``min_visible_fraction`` of its landmark box inside the image (the face left the frame), when
+``max_missed_detections`` detector runs in a row found no face on it (in the frame or in its own crop), or
+when it duplicates an older track. The network has no confidence output, so a face that vanishes without
+leaving the frame (turned away, occluded) is dropped by the detector check: after at most
+``max_missed_detections * detect_every_n_frames`` frames.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import numpy as np
+
+from drtn.crop import roi_box_from_landmarks
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """Options of :class:`FaceTracker`.
+
+    Attributes:
+        max_faces: most faces tracked at once.
+        detect_every_n_frames: also run the detector every N frames to find new faces and confirm tracks;
+            0 = only when there is no track or one was lost.
+        iou_match_threshold: least IoU between a detection's crop box and a track's box to match them.
+        duplicate_iou_threshold: two tracks whose boxes overlap more than this follow the same face: the
+            younger one is dropped.
+        max_missed_detections: a track that this many detector runs in a row found no face on (neither in the
+            frame nor, with ``verify``, in its own crop) is dropped (0 = never: rely on the landmark checks).
+        min_face_size_px: smallest crop-box side, pixels; smaller tracks are lost, smaller detections ignored.
+        min_visible_fraction: least fraction of the landmark bounding box inside the image.
+        max_scale_change: largest ratio of a track's box side between two frames.
+    """
+
+    max_faces: int = 4
+    detect_every_n_frames: int = 10
+    iou_match_threshold: float = 0.3
+    duplicate_iou_threshold: float = 0.5
+    max_missed_detections: int = 2
+    min_face_size_px: float = 20.0
+    min_visible_fraction: float = 0.4
+    max_scale_change: float = 1.6
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("max_faces", self.max_faces >= 1, ">= 1"),
+            ("detect_every_n_frames", self.detect_every_n_frames >= 0, ">= 0"),
+            ("iou_match_threshold", 0.0 < self.iou_match_threshold <= 1.0, "in (0, 1]"),
+            ("duplicate_iou_threshold", 0.0 < self.duplicate_iou_threshold <= 1.0, "in (0, 1]"),
+            ("max_missed_detections", self.max_missed_detections >= 0, ">= 0"),
+            ("min_face_size_px", self.min_face_size_px >= 0.0, ">= 0"),
+            ("min_visible_fraction", 0.0 <= self.min_visible_fraction <= 1.0, "in [0, 1]"),
+            ("max_scale_change", self.max_scale_change > 1.0, "> 1"),
+        )
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"TrackerOptions.{name}: expected {expected}, got {getattr(self, name)}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrackerOptions":
+        """Build from a dict; an unknown key raises ``ValueError``."""
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ValueError(f"TrackerOptions: unknown key {key!r} (known: {sorted(known)})")
+        return cls(**values)
+
+
+@dataclass
+class Track:
+    """One tracked face.
+
+    Attributes:
+        track_id: stable id; a new face never gets an id used before (a track lost and re-detected at once keeps its id).
+        roi_box: (4,) float64 ``(x0, y0, x1, y1)`` image pixels: where to crop the face in the next frame.
+        from_detection: ``roi_box`` comes from a detector box (the track is new), not from landmarks.
+        detection_score: score of the detection that started or last confirmed the track.
+        frames_tracked: frames with landmarks so far.
+        missed_detections: detector runs in a row that found no face on this track.
+    """
+
+    track_id: int
+    roi_box: np.ndarray
+    from_detection: bool = True
+    detection_score: float = 0.0
+    frames_tracked: int = 0
+    missed_detections: int = 0
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU matrix of (A, 4) and (B, 4) ``(x0, y0, x1, y1)`` boxes -> (A, B)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def _visible_fraction(landmarks_xy: np.ndarray, width: int, height: int) -> float:
+    """Fraction of the landmarks' bounding box that lies inside the image."""
+    x0, y0 = landmarks_xy.min(axis=0)
+    x1, y1 = landmarks_xy.max(axis=0)
+    area = max(x1 - x0, 1e-6) * max(y1 - y0, 1e-6)
+    inside = max(min(x1, width) - max(x0, 0.0), 0.0) * max(min(y1, height) - max(y0, 0.0), 0.0)
+    return float(inside / area)
+
+
+class FaceTracker:
+    """Keeps face tracks and decides when the detector must run (see the module docstring)."""
+
+    def __init__(self, options: TrackerOptions | None = None):
+        self.options = options or TrackerOptions()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track; ids restart at 0."""
+        self.tracks: list[Track] = []
+        self._next_id = 0
+        self._frames_since_detection = 0
+        self._lost_since_detection = True
+        self._recently_lost: list[Track] = []  # lost since the last detector run: a detection on them revives the id
+
+    def needs_detection(self) -> bool:
+        """Whether the detector should run on the coming frame."""
+        if not self.tracks or self._lost_since_detection:
+            return True
+        every = self.options.detect_every_n_frames
+        return every > 0 and self._frames_since_detection >= every
+
+    def apply_detections(self, roi_boxes: np.ndarray, scores: np.ndarray, verify: Callable[[Track], bool] | None = None) -> list[int]:
+        """Match a detector run's crop boxes to the tracks; start tracks for unmatched faces.
+
+        Args:
+            roi_boxes: (M, 4) crop boxes made from detector boxes (``drtn.crop.roi_box_from_detection``).
+            scores: (M,) detector scores.
+            verify: second chance for a track no box matched, e.g. the detector run on the track's own crop,
+                where the face is large (turned faces are found more often there than in the whole frame).
+        Returns:
+            ids of the tracks dropped because too many detector runs missed them.
+        """
+        roi_boxes = np.asarray(roi_boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        self._frames_since_detection = 0
+        self._lost_since_detection = False
+        keep = (roi_boxes[:, 2] - roi_boxes[:, 0]) >= self.options.min_face_size_px
+        roi_boxes, scores = roi_boxes[keep], scores[keep]
+        matched_tracks: set[int] = set()
+        matched_detections: set[int] = set()
+        if self.tracks and len(roi_boxes):
+            iou = box_iou(np.stack([t.roi_box for t in self.tracks]), roi_boxes)
+            for flat in np.argsort(-iou, axis=None):
+                row, col = np.unravel_index(flat, iou.shape)
+                if iou[row, col] < self.options.iou_match_threshold:
+                    break
+                if row in matched_tracks or col in matched_detections:
+                    continue
+                matched_tracks.add(int(row))
+                matched_detections.add(int(col))
+                self.tracks[row].missed_detections = 0
+                self.tracks[row].detection_score = float(scores[col])
+        dropped = []
+        for row, track in enumerate(self.tracks):
+            if row not in matched_tracks:
+                if verify is not None and verify(track):
+                    track.missed_detections = 0
+                    continue
+                track.missed_detections += 1
+                limit = self.options.max_missed_detections
+                if limit and track.missed_detections >= limit:
+                    dropped.append(track.track_id)
+        if dropped:
+            LOGGER.debug("tracks %s dropped: no detection on them for %d runs", dropped, self.options.max_missed_detections)
+            self.tracks = [t for t in self.tracks if t.track_id not in dropped]
+        recently_lost, self._recently_lost = self._recently_lost, []
+        for col in np.argsort(-scores):
+            if col in matched_detections or len(self.tracks) >= self.options.max_faces:
+                continue
+            if self.tracks and box_iou(np.stack([t.roi_box for t in self.tracks]), roi_boxes[col]).max() >= self.options.iou_match_threshold:
+                continue  # a second box on a face already tracked
+            track_id = None
+            if recently_lost:
+                # a track lost in the last frames (e.g. its box degenerated) and found again keeps its id
+                iou = box_iou(np.stack([t.roi_box for t in recently_lost]), roi_boxes[col])[:, 0]
+                if iou.max() >= self.options.iou_match_threshold:
+                    track_id = recently_lost.pop(int(iou.argmax())).track_id
+            if track_id is None:
+                track_id, self._next_id = self._next_id, self._next_id + 1
+            self.tracks.append(Track(track_id, roi_boxes[col].copy(), from_detection=True, detection_score=float(scores[col])))
+        return dropped
+
+    def update(self, track_ids, landmarks_xy: np.ndarray, image_size: tuple[int, int]) -> list[int]:
+        """Take each track's landmarks in this frame; set its next crop box or drop it.
+
+        Args:
+            track_ids: (N,) ids of the tracks that were cropped this frame.
+            landmarks_xy: (N, 68, 2) image pixels.
+            image_size: ``(width, height)`` of the frame.
+        Returns:
+            ids of the tracks lost in this frame (the detector will run on the next one).
+        """
+        width, height = image_size
+        landmarks_xy = np.asarray(landmarks_xy, dtype=np.float64).reshape(len(track_ids), -1, 2)
+        by_id = {t.track_id: t for t in self.tracks}
+        lost: list[int] = []
+        for track_id, points in zip(track_ids, landmarks_xy):
+            track = by_id.get(int(track_id))
+            if track is None:
+                raise ValueError(f"FaceTracker.update: unknown track id {track_id}")
+            reason = None
+            if not np.isfinite(points).all():
+                reason = "landmarks not finite"
+            else:
+                box = roi_box_from_landmarks(points)
+                side, old_side = box[2] - box[0], track.roi_box[2] - track.roi_box[0]
+                if side < self.options.min_face_size_px:
+                    reason = f"box side {side:.1f} px < {self.options.min_face_size_px}"
+                elif not track.from_detection and not (
+                    1.0 / self.options.max_scale_change <= side / max(old_side, 1e-6) <= self.options.max_scale_change
+                ):
+                    reason = f"box side jumped {old_side:.1f} -> {side:.1f} px"
+                elif _visible_fraction(points, width, height) < self.options.min_visible_fraction:
+                    reason = "face left the frame"
+            if reason is not None:
+                LOGGER.debug("track %d lost: %s", track.track_id, reason)
+                lost.append(track.track_id)
+                continue
+            track.roi_box = box
+            track.from_detection = False
+            track.frames_tracked += 1
+        lost.extend(self._drop_duplicates(exclude=lost))
+        if lost:
+            self._recently_lost.extend(t for t in self.tracks if t.track_id in lost)
+            self.tracks = [t for t in self.tracks if t.track_id not in lost]
+            self._lost_since_detection = True
+        self._frames_since_detection += 1
+        return lost
+
+    def _drop_duplicates(self, exclude: list[int]) -> list[int]:
+        """Tracks that converged on the same face as an older track."""
+        alive = [t for t in self.tracks if t.track_id not in exclude]
+        if len(alive) < 2:
+            return []
+        iou = box_iou(np.stack([t.roi_box for t in alive]), np.stack([t.roi_box for t in alive]))
+        dropped = []
+        for i in range(len(alive)):
+            for j in range(i + 1, len(alive)):
+                if iou[i, j] > self.options.duplicate_iou_threshold and alive[i].track_id not in dropped and alive[j].track_id not in dropped:
+                    younger = alive[i] if alive[i].track_id > alive[j].track_id else alive[j]
+                    dropped.append(younger.track_id)
+        if dropped:
+            LOGGER.debug("tracks %s dropped: duplicates of older tracks", dropped)
+        return dropped

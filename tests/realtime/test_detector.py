@@ -1,0 +1,59 @@
+"""MediaPipe face detection through the wheel's bundled model (offline)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.detector import DetectorOptions, FaceDetector
+
+
+def test_finds_the_three_faces_of_emma(detector, emma_bgr):
+    detections = detector.detect(emma_bgr)
+    assert len(detections) == 3
+    height, width = emma_bgr.shape[:2]
+    scores = [d.score for d in detections]
+    assert scores == sorted(scores, reverse=True) and min(scores) >= 0.5
+    centers_x = sorted((d.box_xyxy[0] + d.box_xyxy[2]) / 2 / width for d in detections)
+    # one face in each third of the triptych
+    assert [int(c * 3) for c in centers_x] == [0, 1, 2]
+    for detection in detections:
+        x0, y0, x1, y1 = detection.box_xyxy
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        assert 0.05 * width < x1 - x0 < 0.2 * width  # a face, not the whole picture
+        assert detection.keypoints_xy.shape == (6, 2)
+
+
+def test_no_face_in_a_blank_or_tiny_image(detector):
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert detector.detect(np.full((480, 640, 3), 200, np.uint8)) == []
+    assert detector.detect(np.zeros((4, 4, 3), np.uint8)) == []
+
+
+def test_grayscale_input(detector, emma_bgr):
+    gray = cv2.cvtColor(cv2.resize(emma_bgr, None, fx=0.25, fy=0.25), cv2.COLOR_BGR2GRAY)
+    assert len(detector.detect(gray)) >= 2
+
+
+def test_min_face_size_filters_small_faces(emma_bgr):
+    small = cv2.resize(emma_bgr, None, fx=0.1, fy=0.1)  # faces ~45 px
+    with FaceDetector(DetectorOptions(min_face_size_px=100)) as strict:
+        assert strict.detect(small) == []
+
+
+def test_options_are_validated():
+    with pytest.raises(ValueError, match="model"):
+        DetectorOptions(model="long_range")
+    with pytest.raises(ValueError, match="min_confidence"):
+        DetectorOptions(min_confidence=1.5)
+    with pytest.raises(ValueError, match="unknown key 'min_confidance'"):
+        DetectorOptions.from_dict({"min_confidance": 0.3})
+    assert DetectorOptions.from_dict({"model": "short_range"}).model == "short_range"
+
+
+def test_closed_detector_fails_loudly():
+    detector = FaceDetector()
+    detector.close()
+    detector.close()  # twice is fine
+    with pytest.raises(ValueError, match="closed"):
+        detector.detect(np.zeros((64, 64, 3), np.uint8))

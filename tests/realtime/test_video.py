@@ -1,0 +1,242 @@
+"""Headless video processing (annotated mp4 + JSONL), interruption safety, the CLI and the bench smoke test."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.overlay import CvOverlay, create_overlay, grid_polylines
+from realtime.sources import VideoFileSource
+from realtime.video import check_playable, process_video
+
+
+def _read_records(path):
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _count_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    capture.release()
+    return count
+
+
+def _check_record(record):
+    assert set(record) == {"frame_index", "timestamp_ms", "track_id", "detection_score", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params"}
+    assert np.asarray(record["landmarks_2d"]).shape == (68, 2)
+    assert np.asarray(record["landmarks_3d"]).shape == (68, 3)
+    assert len(record["params"]) == 62 and len(record["roi_box"]) == 4
+    assert set(record["pose"]) == {"yaw", "pitch", "roll"}
+
+
+def test_writes_playable_video_and_records(make_pipeline, clip_path, tmp_path):
+    pipeline = make_pipeline()
+    output, records = tmp_path / "out" / "annotated.mp4", tmp_path / "out" / "faces.jsonl"
+    with VideoFileSource(clip_path, max_frames=6) as source:
+        overlay = create_overlay("cv", pipeline, *source.frame_size)
+        summary = process_video(source, pipeline, output, records, overlay, progress=False)
+    assert summary.frames == 6 and summary.playable and summary.face_records == 6
+    assert _count_frames(output) == 6
+    lines = _read_records(records)
+    assert [r["frame_index"] for r in lines] == list(range(6))
+    assert [r["timestamp_ms"] for r in lines] == [i * 40.0 for i in range(6)]
+    assert {r["track_id"] for r in lines} == {0}
+    for record in lines:
+        _check_record(record)
+    # the overlay drew on the frame: annotated pixels differ from the source around the face
+    with VideoFileSource(clip_path, max_frames=1) as source:
+        original = next(iter(source)).image_bgr
+    capture = cv2.VideoCapture(str(output))
+    annotated = capture.read()[1]
+    capture.release()
+    assert np.abs(annotated.astype(int) - original.astype(int)).mean() > 2.0
+
+
+def test_interrupted_run_leaves_playable_partial_output(make_pipeline, clip_path, tmp_path):
+    pipeline = make_pipeline()
+    real_process = pipeline.process
+    calls = {"n": 0}
+
+    def crash_after_four(frame):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the file
+        return real_process(frame)
+
+    pipeline.process = crash_after_four
+    output, records = tmp_path / "partial.mp4", tmp_path / "partial.jsonl"
+    with VideoFileSource(clip_path, max_frames=20) as source:
+        with pytest.raises(KeyboardInterrupt):
+            process_video(source, pipeline, output, records, CvOverlay(pipeline.morphable.dense_on_face), progress=False)
+    assert check_playable(output) and _count_frames(output) == 4
+    lines = _read_records(records)
+    assert [r["frame_index"] for r in lines] == [0, 1, 2, 3]
+    for record in lines:
+        _check_record(record)
+
+
+def test_crash_in_the_overlay_also_leaves_valid_output(make_pipeline, clip_path, tmp_path):
+    pipeline = make_pipeline()
+
+    class Failing:
+        name = "failing"
+        frames = 0
+
+        def draw(self, image, faces):
+            self.frames += 1
+            if self.frames == 3:
+                raise RuntimeError("renderer died")
+            return image
+
+    with VideoFileSource(clip_path, max_frames=10) as source:
+        with pytest.raises(RuntimeError, match="renderer died"):
+            process_video(source, pipeline, tmp_path / "x.mp4", tmp_path / "x.jsonl", Failing(), progress=False)
+    assert _count_frames(tmp_path / "x.mp4") == 2
+    assert len(_read_records(tmp_path / "x.jsonl")) == 2
+
+
+def test_grid_polylines_cover_the_face(morphable):
+    runs = grid_polylines(morphable.dense_on_face)
+    assert len(runs) > 40
+    used = np.unique(np.concatenate(runs))
+    assert morphable.dense_on_face[used].all()
+
+
+def test_gl_overlay_falls_back_to_cv_without_a_context(make_pipeline, monkeypatch):
+    import realtime.overlay as overlay_module
+
+    def no_gl(*args, **kwargs):
+        raise RuntimeError("no GL here")
+
+    monkeypatch.setattr(overlay_module, "GlOverlay", no_gl)
+    pipeline = make_pipeline()
+    assert create_overlay("gl", pipeline, 64, 48).name == "cv"
+    with pytest.raises(RuntimeError, match="no GL"):
+        create_overlay("gl", pipeline, 64, 48, fallback=False)
+    with pytest.raises(ValueError, match="unknown renderer"):
+        create_overlay("vulkan", pipeline, 64, 48)
+
+
+def test_video_command_end_to_end(clip_path, tmp_path, backend, assets_dir, monkeypatch, capsys):
+    import main
+    import realtime.cli
+
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    output, records = tmp_path / "cli.mp4", tmp_path / "cli.jsonl"
+    code = main.main(["--assets", str(assets_dir), "video", str(clip_path), "-o", str(output), "--records", str(records),
+                      "--renderer", "cv", "--max-frames", "3", "--no-progress", "--detect-every", "2"])  # fmt: skip
+    assert code == 0
+    assert _count_frames(output) == 3 and len(_read_records(records)) == 3
+    assert "wrote 3 frames" in capsys.readouterr().out
+
+
+def test_video_command_reports_missing_input(tmp_path, capsys):
+    import main
+
+    code = main.main(["video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4")])
+    assert code == 2
+    assert "video file not found" in capsys.readouterr().err
+
+
+def test_pipeline_bench_smoke(backend, morphable, clip_path, assets_dir):
+    from realtime.bench import TABLE_STAGES, bench_pipeline, fit_frame
+    from realtime.pipeline import PipelineOptions
+
+    assert fit_frame(np.zeros((512, 512, 3), np.uint8)).shape == (480, 640, 3)
+    report = bench_pipeline(backend, clip_path, frames=4, warmup=2, renderer="cv", options=PipelineOptions(assets_dir=str(assets_dir)), morphable=morphable)
+    assert report.frames == 4 and report.faces_per_frame == 1.0 and report.end_to_end_fps > 0
+    table = report.markdown()
+    for stage in TABLE_STAGES:
+        assert f"| {stage}" in table
+    assert "**end to end**" in table
+
+
+def test_sigterm_mid_file_leaves_playable_video_and_valid_records(clip_path, assets_dir, tmp_path):
+    """A real process stopped by SIGTERM after a few frames (the KeyboardInterrupt path, end to end)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pytest.importorskip("export.backends")
+    repo = Path(__file__).resolve().parents[2]
+    output, records = tmp_path / "term.mp4", tmp_path / "term.jsonl"
+    command = [sys.executable, str(repo / "main.py"), "--assets", str(assets_dir), "video", str(clip_path), "-o", str(output),
+               "--records", str(records), "--backend", "teacher", "--renderer", "cv", "--no-progress"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if records.exists() and records.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, process.communicate()[0].decode()[-2000:]
+        os.kill(process.pid, signal.SIGTERM)
+        log = process.communicate(timeout=60)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, log[-2000:]
+    frames = _count_frames(output)
+    lines = _read_records(records)
+    assert 3 <= frames < 78 and len(lines) == frames
+    for record in lines:
+        _check_record(record)
+
+
+def test_ctrl_c_finishes_the_current_frame_then_stops(make_pipeline, clip_path, tmp_path):
+    import os
+    import signal
+
+    pipeline = make_pipeline()
+    real_process = pipeline.process
+
+    def press_ctrl_c_on_frame_three(frame):
+        if frame.index == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-frame
+        return real_process(frame)
+
+    pipeline.process = press_ctrl_c_on_frame_three
+    previous = signal.getsignal(signal.SIGINT)
+    with VideoFileSource(clip_path, max_frames=20) as source:
+        with pytest.raises(KeyboardInterrupt):
+            process_video(source, pipeline, tmp_path / "c.mp4", tmp_path / "c.jsonl", progress=False)
+    assert signal.getsignal(signal.SIGINT) is previous  # handler restored
+    assert _count_frames(tmp_path / "c.mp4") == 4  # frames 0-3: the interrupted frame was completed
+    assert [r["frame_index"] for r in _read_records(tmp_path / "c.jsonl")] == [0, 1, 2, 3]
+
+
+def test_limit_blas_threads():
+    from realtime.threads import limit_blas_threads
+
+    with pytest.raises(ValueError):
+        limit_blas_threads(0)
+    assert isinstance(limit_blas_threads(2), bool)  # numpy's OpenBLAS here; may be unknown elsewhere
+
+
+def test_gl_overlay_draws_the_mesh_on_the_face(make_pipeline, clip_frames):
+    pipeline = make_pipeline()
+    frame = clip_frames[0].image_bgr
+    faces = pipeline.process(frame, 0.0).faces
+    try:
+        overlay = create_overlay("gl", pipeline, frame.shape[1], frame.shape[0], fallback=False)
+    except RuntimeError as error:
+        pytest.skip(f"no headless OpenGL here: {error}")
+    try:
+        out = overlay.draw(frame, faces)
+        second = overlay.draw(cv2.resize(frame, (320, 240)), [])  # another size: the renderer is rebuilt
+    finally:
+        overlay.close()
+    assert out.shape == frame.shape and second.shape == (240, 320, 3)
+    changed = np.abs(out.astype(int) - frame.astype(int)).sum(axis=2) > 30
+    x0, y0, x1, y1 = faces[0].roi_box.astype(int)
+    inside = changed[max(y0, 0) : y1, max(x0, 0) : x1].mean()
+    assert inside > 0.3  # the mesh covers much of the face box
+    assert changed.mean() < 0.5 * inside + 0.05  # and not the whole frame
