@@ -25,6 +25,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--threads", type=int, default=None)
     train.set_defaults(handler=run_train)
 
+    ablation = commands.add_parser("ablation", help="reduced-scale Table III: train each branch variant, compare val NME")
+    ablation.add_argument("--data", default="../shared/data")
+    ablation.add_argument("--work", default="runs")
+    ablation.add_argument("--out", default="runs/ablation")
+    ablation.add_argument("--size", default="drtn_rt", choices=("drtn_rt", "drtn_paper"))
+    ablation.add_argument("--variants", default="", help="comma list (default: all of Table III)")
+    ablation.add_argument("--epochs", type=int, default=4)
+    ablation.add_argument("--max-steps", type=int, default=None)
+    ablation.add_argument("--profile-fraction", type=float, default=0.5)
+    ablation.set_defaults(handler=run_ablation_command)
+
     evaluate = commands.add_parser("eval", help="NME tables (Table I layout) and CED plots, our model beside the peer teacher")
     evaluate.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled model)")
     evaluate.add_argument("--data", default="../shared/data", help="landmark corpus folder")
@@ -86,6 +97,20 @@ def run_train(args) -> int:
     path = trainer.train()
     plot_metrics(out / "metrics.jsonl", out / "curves.png")
     LOGGER.info("checkpoint %s, curves %s", path, out / "curves.png")
+    return 0
+
+
+def run_ablation_command(args) -> int:
+    from drtn.morphable import MorphableModel
+    from training.ablation import run_ablation
+    from training.trainer import TrainConfig
+
+    assets = _assets(args)
+    morphable = MorphableModel.load(assets)
+    corpus = prepare_corpus(args, assets, morphable)
+    base = TrainConfig(epochs=args.epochs, max_steps=args.max_steps or 0)
+    variants = [v for v in args.variants.split(",") if v] or None
+    print(run_ablation(base, corpus, morphable, args.out, args.size, variants))
     return 0
 
 

@@ -49,6 +49,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (30 / 70, 40 / 70, 60 / 70)
     lr_factors: tuple[float, ...] = (0.02 / 0.03, 0.004 / 0.03, 0.0008 / 0.03)
     warmup_steps: int = 200
+    optimizer: str = "sgd"  # "sgd" (paper) | "adamw"
     momentum: float = 0.9
     weight_decay: float = 5e-4
     grad_clip: float = 10.0
@@ -106,10 +107,15 @@ class Trainer:
         self.model = create_model(self.config.model).to(memory_format=torch.channels_last)
         self.loss = DRTNLoss(self.morphable)
         self.stats = self.morphable.stats
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(), lr=self.config.learning_rate, momentum=self.config.momentum,
-            weight_decay=self.config.weight_decay, nesterov=True,
-        )
+        if self.config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(
+                self.model.parameters(), lr=self.config.learning_rate, momentum=self.config.momentum,
+                weight_decay=self.config.weight_decay, nesterov=True,
+            )
+        elif self.config.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+        else:
+            raise ValueError(f"TrainConfig.optimizer: expected 'sgd' or 'adamw', got {self.config.optimizer!r}")
         self.train_indices = np.flatnonzero(np.isin(self.corpus.splits, self.config.train_splits))
         if len(self.train_indices) < self.config.batch_size:
             raise ValueError(f"only {len(self.train_indices)} training faces for batch size {self.config.batch_size}")

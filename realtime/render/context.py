@@ -113,7 +113,6 @@ class EGLContext:
         egl = _load_egl()
         self._egl = egl
         self.display, platform_name = self._open_display(egl)
-        major, minor = ctypes.c_int32(), ctypes.c_int32()
         if not egl.eglBindAPI(_EGL_OPENGL_API):
             raise HeadlessGLError(f"eglBindAPI(OpenGL) failed (error 0x{egl.eglGetError():x})")
         config = ctypes.c_void_p()

@@ -76,7 +76,7 @@ def face_draws(faces: Iterable, triangles: np.ndarray, options: FaceDrawOptions 
             size = float((landmarks.max(axis=0) - landmarks.min(axis=0)).max())
             origin = landmarks.mean(axis=0)
             segments = pose_axes_segments(face.params, origin, options.axis_length * size)
-            for segment, color in zip(segments, AXIS_COLORS):
+            for segment, color in zip(segments, AXIS_COLORS, strict=True):
                 overlays.append(LinesDraw(segment[None], color, options.axis_width_px))
     return meshes, overlays
 

@@ -301,7 +301,7 @@ class PipelineWorker(QtCore.QThread):
             options = self.options.pipeline or PipelineOptions(assets_dir=self.options.assets)
             options = replace(options, running_mode=RunningMode.VIDEO, result_callback=None, smoothing=replace(options.smoothing, enabled=smoothing))
             pipeline = FacePipeline(backend, options, morphable=self._morphable)
-            pipeline.dense_triangles  # computed once here rather than on the first face
+            pipeline.dense_triangles  # noqa: B018 - computed once here rather than on the first face
             self._morphable = pipeline.morphable  # loaded once, shared by later pipelines
         except Exception:
             backend.close()
