@@ -23,6 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--config", default=None, help="JSON file of TrainConfig fields (unknown keys are rejected)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--package", default=None, metavar="PT", help="do not train: write OUT/last.pt as a shippable checkpoint (no optimiser) to PT")
     train.set_defaults(handler=run_train)
 
     ablation = commands.add_parser("ablation", help="reduced-scale Table III: train each branch variant, compare val NME")
@@ -31,6 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ablation.add_argument("--out", default="runs/ablation")
     ablation.add_argument("--size", default="drtn_rt", choices=("drtn_rt", "drtn_paper"))
     ablation.add_argument("--variants", default="", help="comma list (default: all of Table III)")
+    ablation.add_argument("--config", default=None, help="JSON of TrainConfig fields shared by all variants (e.g. training/configs/shipped_rt.json)")
     ablation.add_argument("--epochs", type=int, default=4)
     ablation.add_argument("--max-steps", type=int, default=None)
     ablation.add_argument("--profile-fraction", type=float, default=0.5)
@@ -79,6 +81,14 @@ def run_train(args) -> int:
     from drtn.morphable import MorphableModel
     from training.trainer import TrainConfig, Trainer, plot_metrics
 
+    if args.package:
+        from training.trainer import package_weights
+
+        source = Path(args.out or Path(args.work) / args.model) / "last.pt"
+        if not source.is_file():
+            raise FileNotFoundError(f"nothing to package: {source} does not exist")
+        LOGGER.info("packaged %s", package_weights(source, args.package, note=f"packaged from {source}"))
+        return 0
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     values = json.loads(Path(args.config).read_text()) if args.config else {}
@@ -108,7 +118,10 @@ def run_ablation_command(args) -> int:
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     corpus = prepare_corpus(args, assets, morphable)
-    base = TrainConfig(epochs=args.epochs, max_steps=args.max_steps or 0)
+    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    values.update({"epochs": args.epochs, "max_steps": args.max_steps or 0})
+    values.pop("model", None)
+    base = TrainConfig.from_dict(values)
     variants = [v for v in args.variants.split(",") if v] or None
     print(run_ablation(base, corpus, morphable, args.out, args.size, variants))
     return 0

@@ -248,6 +248,16 @@ def _plain_state(state: dict) -> dict:
     return state
 
 
+def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "") -> Path:
+    """Write a shippable checkpoint: the model and its config only (no optimiser), plus training provenance."""
+    from drtn.model import load_model
+
+    state = read_checkpoint(checkpoint_path)
+    model = load_model(checkpoint_path)
+    extra = {"step": int(state.get("step", 0)), "train_config": state.get("train_config", "{}"), "note": note}
+    return save_checkpoint(out_path, model, extra)
+
+
 def plot_metrics(log_path: str | Path, out_png: str | Path) -> Path:
     """Training curves (objective, lm68, validation NME) from ``metrics.jsonl`` to a PNG."""
     import matplotlib
