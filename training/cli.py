@@ -42,6 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled model)")
     evaluate.add_argument("--data", default="../shared/data", help="landmark corpus folder")
     evaluate.add_argument("--splits", default="val_helen,val_afw,val_infant", help="held-out splits of the landmark corpus ('' for none)")
+    evaluate.add_argument("--profiled", default="", help="held-out splits to also evaluate turned to 30-85 deg yaw by face profiling (synthetic large-pose check), e.g. val_helen")
     evaluate.add_argument("--aflw2000", default=None, help="an AFLW2000-3D-format folder (image + .mat with pt3d_68)")
     evaluate.add_argument("--no-teacher", action="store_true", help="skip the 3DDFA_V2 peer")
     evaluate.add_argument("--limit", type=int, default=0, help="first N faces per set (0: all)")
@@ -142,6 +143,8 @@ def run_eval(args) -> int:
     sets = []
     for split in [s for s in args.splits.split(",") if s]:
         sets.append(ev.landmark_eval_set(args.data, split, morphable, assets.teacher_onnx, args.limit))
+    for split in [s for s in args.profiled.split(",") if s]:
+        sets.append(ev.profiled_eval_set(args.data, split, morphable, assets.teacher_onnx, args.limit))
     if args.aflw2000:
         sets.append(ev.aflw2000_eval_set(args.aflw2000, args.limit))
     if not sets:

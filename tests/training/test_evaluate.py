@@ -49,3 +49,11 @@ def test_aflw2000_reader_rejects_landmark_only_files(shared_dir, tmp_path):
     shutil.copy(shared_dir / "samples/300wlp/IBUG_image_008_1_0.mat", tmp_path / "x.mat")
     with pytest.raises(ValueError, match="no pt3d_68"):
         ev.aflw2000_eval_set(tmp_path)
+
+
+def test_profiled_eval_set_turns_held_out_faces(shared_dir, morphable):
+    eval_set = ev.profiled_eval_set(shared_dir / "data", "val_helen", morphable, shared_dir / "assets/teacher/3ddfa_v2_mb05_120x120.onnx", limit=3)
+    assert eval_set.crops.shape == (3, 120, 120, 3) and eval_set.landmarks_3d.shape == (3, 68, 3)
+    assert np.all((eval_set.yaw_degrees > 29) & (eval_set.yaw_degrees < 86))
+    mean_face = ev.evaluate(eval_set, ev.mean_face_predictor(morphable), morphable, "mean face")
+    assert mean_face.nme2d.mean() > 0.08  # turned faces are far from the frontal mean
