@@ -16,6 +16,22 @@ from __future__ import annotations
 import numpy as np
 
 CROP_SIZE = 120  # 3DDFA_V2 crop; the real-time DRTN uses the same
+PIXEL_MEAN = 127.5  # x_norm = (pixel - 127.5) / 128, as 3DDFA_V2 (and its teacher model) was trained
+PIXEL_SCALE = 1.0 / 128.0
+
+
+def normalize_crops(crops_bgr: np.ndarray) -> np.ndarray:
+    """The one pixel normalisation of training and inference: uint8 BGR crops -> network input.
+
+    Args:
+        crops_bgr: (N, S, S, 3) uint8, BGR.
+    Returns:
+        (N, 3, S, S) float32 C-contiguous, ``(pixel - 127.5) / 128``, channels still BGR.
+    """
+    images = np.ascontiguousarray(np.asarray(crops_bgr).transpose(0, 3, 1, 2), dtype=np.float32)
+    images -= PIXEL_MEAN
+    images *= PIXEL_SCALE  # 1/128 is exact in binary: identical to a division
+    return images
 
 
 def roi_box_from_landmarks(landmarks_xy: np.ndarray) -> np.ndarray:

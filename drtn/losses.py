@@ -21,7 +21,7 @@ z-alignment as NME3D (eq. 30); the absolute depth offset ``t_z`` is unobservable
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -29,6 +29,7 @@ import torch
 from drtn.crop import CROP_SIZE, model_to_crop
 from drtn.morphable import MorphableModel, TorchMorphable, project
 from drtn.params import NUM_PARAMS, FaceParams, ParamStats
+from drtn.configs import check_known_keys
 
 Reduction = Literal["mean", "none"]
 TERMS = ("id", "exp", "pose", "lm68", "param")
@@ -79,10 +80,7 @@ class LossConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "LossConfig":
         """Build from a dict (e.g. a YAML section); unknown keys raise ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"LossConfig: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        check_known_keys(cls, values)
         return cls(**values)
 
 

@@ -7,12 +7,13 @@ offline with nothing to download. Two models: ``short_range`` (faces within ~2 m
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from realtime.sources import to_bgr
+from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 
@@ -50,10 +51,7 @@ class DetectorOptions:
     @classmethod
     def from_dict(cls, values: dict) -> "DetectorOptions":
         """Build from a dict; an unknown key raises ``ValueError`` (no silent defaults for typos)."""
-        known = {f.name for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ValueError(f"DetectorOptions: unknown key {key!r} (known: {sorted(known)})")
+        check_known_keys(cls, values)
         return cls(**values)
 
 

@@ -26,7 +26,7 @@ import enum
 import logging
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
@@ -38,6 +38,7 @@ from realtime.detector import DetectorOptions, FaceDetector
 from realtime.smoothing import FaceSmoother, SmoothingOptions
 from realtime.sources import Frame, to_bgr
 from realtime.tracker import FaceTracker, TrackerOptions
+from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 
@@ -95,11 +96,8 @@ class PipelineOptions:
     @classmethod
     def from_dict(cls, values: dict) -> "PipelineOptions":
         """Build from a (nested) dict; unknown keys raise ``ValueError``; ``running_mode`` may be a string."""
-        known = {f.name for f in fields(cls)}
+        check_known_keys(cls, values)
         out = dict(values)
-        for key in out:
-            if key not in known:
-                raise ValueError(f"PipelineOptions: unknown key {key!r} (known: {sorted(known)})")
         if isinstance(out.get("running_mode"), str):
             try:
                 out["running_mode"] = RunningMode[out["running_mode"].upper()]

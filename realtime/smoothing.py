@@ -19,12 +19,13 @@ Speeds are in these units per second; cutoffs in Hz.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from drtn.crop import CROP_SIZE, crop_to_image_affine
 from drtn.params import EXP_SLICE, ID_SLICE, NUM_PARAMS, ParamStats
+from drtn.configs import check_known_keys
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,11 @@ class SmoothingOptions:
     @classmethod
     def from_dict(cls, values: dict) -> "SmoothingOptions":
         """Build from a dict (group values may be dicts); an unknown key raises ``ValueError``."""
-        known = {f.name for f in fields(cls)}
+        check_known_keys(cls, values)
         out = {}
         for key, value in values.items():
-            if key not in known:
-                raise ValueError(f"SmoothingOptions: unknown key {key!r} (known: {sorted(known)})")
             if key != "enabled" and isinstance(value, dict):
-                group_known = {f.name for f in fields(OneEuroConfig)}
-                for group_key in value:
-                    if group_key not in group_known:
-                        raise ValueError(f"SmoothingOptions.{key}: unknown key {group_key!r} (known: {sorted(group_known)})")
+                check_known_keys(OneEuroConfig, value, owner=f"SmoothingOptions.{key}")
                 value = OneEuroConfig(**value)
             out[key] = value
         return cls(**out)

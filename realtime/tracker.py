@@ -18,12 +18,13 @@ leaving the frame (turned away, occluded) is dropped by the detector check: afte
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from drtn.crop import roi_box_from_landmarks
+from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,10 +74,7 @@ class TrackerOptions:
     @classmethod
     def from_dict(cls, values: dict) -> "TrackerOptions":
         """Build from a dict; an unknown key raises ``ValueError``."""
-        known = {f.name for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ValueError(f"TrackerOptions: unknown key {key!r} (known: {sorted(known)})")
+        check_known_keys(cls, values)
         return cls(**values)
 
 

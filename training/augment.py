@@ -99,5 +99,4 @@ def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, confi
         params[row, :12] = pose.reshape(12)
         params[row, 12:] = corpus.shapes[index]
         landmarks[row] = corpus.landmarks[index] @ affine[:, :2].T + affine[:, 2]
-    images = ((crops.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
-    return Batch(np.ascontiguousarray(images), params, landmarks, crops)
+    return Batch(crop.normalize_crops(crops), params, landmarks, crops)

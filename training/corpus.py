@@ -23,7 +23,7 @@ from drtn.morphable import MorphableModel
 from drtn.params import pose_angles_degrees
 from training.geometry import pose_to_image
 from training.labels import LabelSet, read_image
-from training.profiling import lift_similarity, profile_face
+from training.profiling import lift_similarity, profile_face, sample_target_yaw
 
 LOGGER = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ def build_corpus(
             continue
         if rng.random() < profile_fraction:
             # turn further the way the face already looks, to 35-85 degrees of yaw
-            target = rng.uniform(35, 85) * (np.sign(yaw) if abs(yaw) > 5 else rng.choice([-1, 1]))
-            delta = target - yaw
+            delta = sample_target_yaw(yaw, rng, 35, 85) - yaw
             new_expression = None
             if rng.random() < 0.3:  # expression change through the model
                 new_expression = params[52:] + rng.normal(0, 1, 10) * expression_std * 0.7

@@ -53,8 +53,8 @@ def torch_predictor(model: torch.nn.Module, morphable: MorphableModel, batch_siz
     def predict(crops: np.ndarray) -> np.ndarray:
         out = []
         for start in range(0, len(crops), batch_size):
-            x = ((crops[start : start + batch_size].astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
-            out.append(stats.denormalize(model(torch.from_numpy(np.ascontiguousarray(x))).numpy()))
+            x = crop.normalize_crops(crops[start : start + batch_size])
+            out.append(stats.denormalize(model(torch.from_numpy(x)).numpy()))
         return np.concatenate(out)
 
     return predict
@@ -70,24 +70,27 @@ def mean_face_predictor(morphable: MorphableModel) -> Predictor:
     return lambda crops: np.repeat(morphable.stats.mean[None].astype(np.float64), len(crops), axis=0)
 
 
-def _gt_yaw_by_fit(morphable: MorphableModel, landmarks: np.ndarray, boxes: np.ndarray, init: np.ndarray) -> np.ndarray:
-    landmarks_model = np.stack([crop.image_to_model(lm.T, box).T for lm, box in zip(landmarks, boxes)])
-    fitted = fit_params(morphable, landmarks_model, init)
-    return pose_angles_degrees(fitted)[:, 0]
-
-
-def landmark_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher_onnx: str | Path, limit: int = 0) -> EvalSet:
-    """A held-out split of the landmark corpus (e.g. ``val_helen``, ``val_afw``, ``val_infant``)."""
+def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher_onnx, limit: int):
+    """Images, inference-policy ROI boxes, crops, annotated landmarks and a 3DMM fit to them, for one split."""
     samples = [s for s in load_corpus(data_root) if s.split == split]
     if not samples:
         raise ValueError(f"no faces in split {split!r} of {data_root}")
     if limit:
         samples = samples[:limit]
+    images = [read_image(s.image_path) for s in samples]
     boxes = np.stack([crop.roi_box_from_landmarks(s.landmarks) for s in samples])
-    crops = np.stack([crop.crop_image(read_image(s.image_path), box) for s, box in zip(samples, boxes)])
+    crops = np.stack([crop.crop_image(image, box) for image, box in zip(images, boxes)])
     landmarks = np.stack([s.landmarks for s in samples])
     init = morphable.stats.denormalize(TeacherRunner(teacher_onnx)(crops)).astype(np.float64)
-    yaw = np.abs(_gt_yaw_by_fit(morphable, landmarks, boxes, init))
+    landmarks_model = np.stack([crop.image_to_model(lm.T, box).T for lm, box in zip(landmarks, boxes)])
+    fitted = fit_params(morphable, landmarks_model, init)
+    return images, boxes, crops, landmarks, fitted
+
+
+def landmark_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher_onnx: str | Path, limit: int = 0) -> EvalSet:
+    """A held-out split of the landmark corpus (e.g. ``val_helen``, ``val_afw``, ``val_infant``)."""
+    _, boxes, crops, landmarks, fitted = _held_out_faces(data_root, split, morphable, teacher_onnx, limit)
+    yaw = np.abs(pose_angles_degrees(fitted)[:, 0])
     return EvalSet(split, crops, boxes, landmarks, None, yaw)
 
 
@@ -98,25 +101,14 @@ def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableMod
     (:func:`training.profiling.profile_face`); the ground truth is the 3DMM's own 68 landmarks (2D and 3D) of the
     turned face, which no method has seen. Synthetic, so it complements, not replaces, AFLW2000-3D.
     """
-    from training.profiling import profile_face
+    from training.profiling import profile_face, sample_target_yaw
 
-    samples = [s for s in load_corpus(data_root) if s.split == split]
-    if not samples:
-        raise ValueError(f"no faces in split {split!r} of {data_root}")
-    if limit:
-        samples = samples[:limit]
-    images = [read_image(s.image_path) for s in samples]
-    boxes = np.stack([crop.roi_box_from_landmarks(s.landmarks) for s in samples])
-    crops = np.stack([crop.crop_image(image, box) for image, box in zip(images, boxes)])
-    init = morphable.stats.denormalize(TeacherRunner(teacher_onnx)(crops)).astype(np.float64)
-    landmarks_model = np.stack([crop.image_to_model(s.landmarks.T, box).T for s, box in zip(samples, boxes)])
-    fitted = fit_params(morphable, landmarks_model, init)
+    images, boxes, _, _, fitted = _held_out_faces(data_root, split, morphable, teacher_onnx, limit)
     rng = np.random.default_rng(seed)
     out_crops, out_boxes, lm2d, lm3d, yaw = [], [], [], [], []
     for image, box, params in tqdm(list(zip(images, boxes, fitted)), desc=f"profiling {split}"):
         yaw0 = pose_angles_degrees(params[None])[0, 0]
-        target = rng.uniform(30, 85) * (np.sign(yaw0) if abs(yaw0) > 5 else rng.choice([-1, 1]))
-        face = profile_face(image, box, params, target - yaw0, morphable, canvas_size=320, canvas_margin=1.6)
+        face = profile_face(image, box, params, sample_target_yaw(yaw0, rng, 30, 85) - yaw0, morphable, canvas_size=320, canvas_margin=1.6)
         points = crop.model_to_image(morphable.landmarks_model(face.params[None].astype(np.float64))[0], face.roi_box).T
         out_crops.append(crop.crop_image(face.image, face.roi_box))
         out_boxes.append(face.roi_box)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from drtn import crop
 from drtn.morphable import MorphableModel, TorchMorphable
-from drtn.params import NUM_EXP, NUM_ID, decompose_pose, compose_pose
+from drtn.params import compose_pose, decompose_pose
 from training.datasets import FLIP_68, LandmarkSample
 
 LOGGER = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class TeacherRunner:
 
     def __call__(self, crops_bgr: np.ndarray) -> np.ndarray:
         """(N, 120, 120, 3) uint8 -> (N, 62) normalised params."""
-        batch = ((crops_bgr.astype(np.float32) - 127.5) / 128.0).transpose(0, 3, 1, 2)
+        batch = crop.normalize_crops(crops_bgr)
         return np.concatenate([self.session.run(None, {self.input_name: x[None]})[0] for x in batch])
 
 

@@ -74,6 +74,13 @@ def splat_attributes(points_xyz: np.ndarray, triangles: np.ndarray, attributes: 
     return image.reshape(size, size, -1), mask.reshape(size, size)
 
 
+def sample_target_yaw(current_yaw_degrees: float, rng: np.random.Generator, low: float, high: float) -> float:
+    """A target yaw in [low, high] degrees, turned further the way the face already looks (either way if frontal)."""
+    magnitude = rng.uniform(low, high)  # drawn before the side: keeps the corpus' random sequence
+    side = np.sign(current_yaw_degrees) if abs(current_yaw_degrees) > 5 else rng.choice([-1, 1])
+    return float(magnitude * side)
+
+
 def rotate_params(params: np.ndarray, delta_yaw: float, centre_model: np.ndarray, new_expression: np.ndarray | None = None) -> np.ndarray:
     """Turn a face by ``delta_yaw`` radians about its centre (model space point (3,)), in the same model frame."""
     fp = FaceParams.from_array(np.asarray(params, dtype=np.float64))

@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from drtn import crop
-from drtn.losses import DRTNLoss, LossConfig
+from drtn.losses import DRTNLoss
 from drtn.metrics import nme_2d
 from drtn.model import create_model, save_checkpoint
 from drtn.model.io import read_checkpoint
@@ -31,6 +31,7 @@ from drtn.model.io import load_state_dict_strict
 from drtn.morphable import MorphableModel
 from training.augment import AugmentConfig, make_batch
 from training.corpus import Corpus
+from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ class TrainConfig:
 
     @staticmethod
     def from_dict(values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(TrainConfig)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"TrainConfig: unknown key {unknown[0]!r}")
+        check_known_keys(TrainConfig, values)
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return TrainConfig(**converted)
 
@@ -137,7 +135,7 @@ class Trainer:
             path or self.checkpoint_path(),
             self.model,
             {
-                "optimizer": _plain_state(self.optimizer.state_dict()),
+                "optimizer": self.optimizer.state_dict(),
                 "step": self.step,
                 "train_config": json.dumps(_config_dict(self.config)),
                 "history": json.dumps(self.history[-200:]),
@@ -242,10 +240,6 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 def _config_dict(config: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
-
-
-def _plain_state(state: dict) -> dict:
-    return state
 
 
 def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "") -> Path:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
+from drtn.configs import check_known_keys
 
 ATTRIBUTES = ("id", "exp", "pose")
 
@@ -129,18 +130,13 @@ class DRTNConfig:
     @staticmethod
     def from_dict(values: Mapping[str, Any]) -> "DRTNConfig":
         """Build a config from a mapping; an unknown key raises ``ValueError: unknown key 'x'``."""
-        known = {f.name for f in dataclasses.fields(DRTNConfig)}
-        for key in values:
-            if key not in known:
-                raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(known))})")
+        check_known_keys(DRTNConfig, values)
         return DRTNConfig(**dict(values))
 
     def replace(self, **overrides: Any) -> "DRTNConfig":
         """A copy with some fields changed; unknown keys raise ``ValueError``."""
+        check_known_keys(DRTNConfig, overrides)
         values = self.to_dict()
-        for key in overrides:
-            if key not in values:
-                raise ValueError(f"unknown key {key!r} (known: {', '.join(sorted(values))})")
         values.update(overrides)
         return DRTNConfig.from_dict(values)
 

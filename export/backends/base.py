@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drtn.crop import PIXEL_MEAN, PIXEL_SCALE, normalize_crops  # noqa: F401 (PIXEL_* re-exported)
 from drtn.params import NUM_PARAMS
 
-PIXEL_MEAN = 127.5  # x_norm = (pixel - 127.5) / 128, as 3DDFA_V2 (and its teacher model) was trained
-PIXEL_SCALE = 1.0 / 128.0
 CHANNEL_ORDER = "BGR"  # OpenCV order; the crops come straight from cv2 frames
 
 
@@ -79,10 +78,7 @@ def preprocess_crops(crops_bgr: np.ndarray, crop_size: int) -> np.ndarray:
         (N, 3, S, S) float32 C-contiguous, ``(pixel - 127.5) / 128``, channels still BGR.
     """
     validate_crops(crops_bgr, crop_size)
-    images = np.ascontiguousarray(crops_bgr.transpose(0, 3, 1, 2), dtype=np.float32)
-    images -= PIXEL_MEAN
-    images *= PIXEL_SCALE  # 1/128 is exact in binary: identical to a division
-    return images
+    return normalize_crops(crops_bgr)
 
 
 def check_params_output(params: np.ndarray, batch: int, source: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from drtn.model import (
     save_checkpoint,
 )
 from drtn.model import io as model_io
+from drtn.model.profile import export_onnx_for_profile
 
 RT_VARIANTS = [f"drtn_rt_{variant}" for variant in VARIANTS]
 # A few-millisecond model for optimisation tests.
@@ -212,17 +213,7 @@ def test_onnx_export_matches_torch(tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     model = create_model("drtn_rt").eval()
-    path = tmp_path / "drtn_rt.onnx"
-    torch.onnx.export(
-        model,
-        (_images(1, 120),),
-        str(path),
-        input_names=["input"],
-        output_names=["params"],
-        opset_version=17,
-        dynamic_axes={"input": {0: "batch"}, "params": {0: "batch"}},
-        dynamo=False,
-    )
+    path = export_onnx_for_profile(model, tmp_path / "drtn_rt.onnx")
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     assert proto.opset_import[0].version == 17
