@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from drtn.params import torch_if_tensor
+
 CROP_SIZE = 120  # 3DDFA_V2 crop; the real-time DRTN uses the same
 PIXEL_MEAN = 127.5  # x_norm = (pixel - 127.5) / 128, as 3DDFA_V2 (and its teacher model) was trained
 PIXEL_SCALE = 1.0 / 128.0
@@ -156,11 +158,7 @@ def image_to_model(points_image: np.ndarray, roi_box: np.ndarray, size: int = CR
 
 
 def _stack3(x, y, z, like):
-    try:
-        import torch
-
-        if isinstance(like, torch.Tensor):
-            return torch.stack([x, y, z], dim=-2)
-    except ImportError:  # pragma: no cover - torch is a hard dependency of drtn
-        pass
+    torch = torch_if_tensor(like)
+    if torch is not None:
+        return torch.stack([x, y, z], dim=-2)
     return np.stack([x, y, z], axis=-2)

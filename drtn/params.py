@@ -8,16 +8,26 @@ Euler angles follow 3DDFA: ``R = Rx(pitch) @ Ry(yaw) @ Rz(roll)``, radians.
 from __future__ import annotations
 
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported by whoever hands us tensors; numpy-only callers (the app) never load it
+    import torch
 
 NUM_PARAMS = 62
 NUM_POSE = 12  # 3x4 [s*R | t], row-major
 NUM_ID = 40
 NUM_EXP = 10
+
+
+def torch_if_tensor(value):
+    """The ``torch`` module if ``value`` is a torch tensor, else ``None`` (without importing torch)."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(value, torch.Tensor) else None
 POSE_SLICE = slice(0, NUM_POSE)
 ID_SLICE = slice(NUM_POSE, NUM_POSE + NUM_ID)
 EXP_SLICE = slice(NUM_POSE + NUM_ID, NUM_PARAMS)
@@ -65,7 +75,8 @@ class FaceParams:
     def to_array(self):
         """Concatenate back to (N, 62)."""
         pose = self.pose.reshape(-1, NUM_POSE)
-        if isinstance(pose, torch.Tensor):
+        torch = torch_if_tensor(pose)
+        if torch is not None:
             return torch.cat([pose, self.identity, self.expression], dim=1)
         return np.concatenate([pose, self.identity, self.expression], axis=1)
 
@@ -99,7 +110,8 @@ class ParamStats:
 
     def normalize(self, params):
         _check_last_dim(params)
-        if isinstance(params, torch.Tensor):
+        torch = torch_if_tensor(params)
+        if torch is not None:
             return (params - torch.as_tensor(self.mean, device=params.device, dtype=params.dtype)) / torch.as_tensor(
                 self.std, device=params.device, dtype=params.dtype
             )
@@ -107,7 +119,8 @@ class ParamStats:
 
     def denormalize(self, params_normalized):
         _check_last_dim(params_normalized)
-        if isinstance(params_normalized, torch.Tensor):
+        torch = torch_if_tensor(params_normalized)
+        if torch is not None:
             device, dtype = params_normalized.device, params_normalized.dtype
             return params_normalized * torch.as_tensor(self.std, device=device, dtype=dtype) + torch.as_tensor(
                 self.mean, device=device, dtype=dtype

@@ -2,7 +2,8 @@
 
 Crops follow :func:`drtn.crop.roi_box_from_landmarks` (what the tracker uses after the first frame), perturbed
 by a random similarity (scale, shift, in-plane rotation) that covers detector boxes and the previous frame's
-landmarks being a little off. Labels move exactly with the crop. Every random draw comes from a generator
+landmarks being a little off; a share of the crops turns by any angle, because the crop box is axis-aligned and
+faces are not (tilted heads, infants lying down). Labels move exactly with the crop. Every random draw comes from a generator
 seeded by ``(seed, epoch, index)``, so a batch is reproducible anywhere (exact resume).
 """
 from __future__ import annotations
@@ -25,6 +26,9 @@ class AugmentConfig:
     shift_jitter: float = 0.07  # ROI centre + U(-s, s) x side
     rotation_degrees: float = 20.0  # in-plane, uniform +-
     rotation_probability: float = 0.5
+    # any in-plane angle: faces lying down (InfAnFace test has 41 of 199 beyond 60 deg of roll) and tilted heads
+    large_rotation_probability: float = 0.2
+    large_rotation_degrees: float = 180.0
     brightness: float = 0.3
     contrast: float = 0.3
     saturation: float = 0.3
@@ -42,7 +46,13 @@ def sample_crop_affine(landmarks: np.ndarray, rng: np.random.Generator, config: 
         return crop.image_to_crop_affine(box, config.size)
     side = (box[2] - box[0]) * rng.uniform(1 - config.scale_jitter, 1 + config.scale_jitter)
     centre = (box[:2] + box[2:]) / 2 + rng.uniform(-config.shift_jitter, config.shift_jitter, 2) * (box[2] - box[0])
-    angle = rng.uniform(-config.rotation_degrees, config.rotation_degrees) if rng.random() < config.rotation_probability else 0.0
+    draw = rng.random()
+    if draw < config.large_rotation_probability:
+        angle = rng.uniform(-config.large_rotation_degrees, config.large_rotation_degrees)
+    elif draw < config.large_rotation_probability + (1 - config.large_rotation_probability) * config.rotation_probability:
+        angle = rng.uniform(-config.rotation_degrees, config.rotation_degrees)
+    else:
+        angle = 0.0
     scale = config.size / side
     # rotate about the crop centre: crop = scale * Rot(angle) (p - centre) + (size - 1) / 2
     theta = np.radians(angle)
@@ -84,14 +94,19 @@ class Batch:
     crops: np.ndarray  # (N, S, S, 3) uint8 (for inspection)
 
 
-def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, config: AugmentConfig) -> Batch:
-    """Crops and exact labels for ``indices``; deterministic in (seed, epoch, index)."""
+def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, config: AugmentConfig, keys: np.ndarray | None = None) -> Batch:
+    """Crops and exact labels for corpus rows ``indices``; deterministic in (seed, epoch, key).
+
+    ``keys`` (default: the indices) seed each sample's augmentation, so that a row visited twice in an epoch
+    gets two different crops.
+    """
+    keys = indices if keys is None else keys
     size = config.size
     crops = np.empty((len(indices), size, size, 3), np.uint8)
     params = np.empty((len(indices), NUM_PARAMS), np.float32)
     landmarks = np.empty((len(indices), 68, 2), np.float32)
-    for row, index in enumerate(indices):
-        rng = np.random.default_rng([seed, epoch, int(index)])
+    for row, (index, key) in enumerate(zip(indices, keys)):
+        rng = np.random.default_rng([seed, epoch, int(key)])
         affine = sample_crop_affine(corpus.landmarks[index], rng, config)
         image = cv2.warpAffine(np.asarray(corpus.canvases[index]), affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         crops[row] = photometric(image, rng, config) if config.enabled else image

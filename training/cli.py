@@ -20,6 +20,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=None, help="initial learning rate (paper 0.03)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     train.add_argument("--profile-fraction", type=float, default=0.5, help="share of training faces also profiled to large yaw")
+    train.add_argument("--video-records", default=None, metavar="DIR", help="also train on video frames pseudo-labelled by the peer: DIR holds NAME.jsonl from `main.py video NAME.mp4 --backend teacher --no-smoothing --records` (docs/training.md)")
+    train.add_argument("--videos", default="../shared/samples/video,../shared/samples/video/liveportrait", help="comma list of folders holding the NAME.mp4 of --video-records")
+    train.add_argument("--video-every", type=int, default=3, help="keep every N-th frame of the videos")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig fields (unknown keys are rejected)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     train.add_argument("--threads", type=int, default=None)
@@ -71,10 +74,30 @@ def prepare_corpus(args, assets, morphable):
         labels.save(labels_path)
     corpus_dir = work / f"corpus_p{int(round(100 * args.profile_fraction))}"
     try:
-        return Corpus.load(corpus_dir)
+        corpus = Corpus.load(corpus_dir)
     except FileNotFoundError:
         corpus = build_corpus(labels, morphable, profile_fraction=args.profile_fraction)
         corpus.save(corpus_dir)
+    if getattr(args, "video_records", None):
+        corpus = Corpus.concat([corpus, _video_corpus(args, assets, morphable)])
+    LOGGER.info("training corpus: %s", corpus.summary())
+    return corpus
+
+
+def _video_corpus(args, assets, morphable):
+    """Pseudo-labelled video frames, built once into ``--work`` (keyed by the records folder and frame step)."""
+    from training.corpus import Corpus
+    from training.video_labels import pair_videos, video_corpus
+
+    if args.video_every < 1:
+        raise ValueError(f"--video-every: expected >= 1, got {args.video_every}")
+    folder = Path(args.work) / f"corpus_video_{Path(args.video_records).name}_e{args.video_every}"
+    try:
+        return Corpus.load(folder)
+    except FileNotFoundError:
+        pairs = pair_videos(args.video_records, [d for d in args.videos.split(",") if d])
+        corpus = video_corpus(pairs, morphable, assets.teacher_onnx, every=args.video_every)
+        corpus.save(folder)
         return corpus
 
 

@@ -38,10 +38,15 @@ class Corpus:
     shapes: np.ndarray  # (N, 50) float32: 40 identity + 10 expression
     landmarks: np.ndarray  # (N, 68, 2) float32 target landmarks, canvas pixels
     splits: np.ndarray  # (N,) str
-    kinds: np.ndarray  # (N,) 'real' | 'mirror' | 'profile'
+    kinds: np.ndarray  # (N,) 'real' | 'mirror' | 'profile' | 'video'
     yaw_degrees: np.ndarray  # (N,) float32
+    sources: np.ndarray | None = None  # (N,) str: '300w' | 'youtube_faces_68' | 'infanface' | 'video' (sampling weights)
 
-    FIELDS = ("canvases", "pose_canvas", "shapes", "landmarks", "splits", "kinds", "yaw_degrees")
+    FIELDS = ("canvases", "pose_canvas", "shapes", "landmarks", "splits", "kinds", "yaw_degrees", "sources")
+
+    def __post_init__(self) -> None:
+        if self.sources is None:  # corpora written before sources existed
+            self.sources = np.full(len(self.shapes), "unknown")
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -57,7 +62,11 @@ class Corpus:
         folder = Path(folder)
         if not (folder / "canvases.npy").is_file():
             raise FileNotFoundError(f"no corpus in {folder} (build it with `main.py train --build-corpus`)")
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap and name == "canvases" else None) for name in Corpus.FIELDS}
+        arrays = {
+            name: np.load(folder / f"{name}.npy", mmap_mode="r" if mmap and name == "canvases" else None)
+            for name in Corpus.FIELDS
+            if (folder / f"{name}.npy").is_file()
+        }
         return Corpus(**arrays)
 
     @staticmethod
@@ -86,7 +95,7 @@ def _canvas_box(roi_box: np.ndarray) -> np.ndarray:
     return np.array([centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half])
 
 
-def _to_canvas(image: np.ndarray, roi_box: np.ndarray, pose_image: np.ndarray, landmarks: np.ndarray):
+def to_canvas(image: np.ndarray, roi_box: np.ndarray, pose_image: np.ndarray, landmarks: np.ndarray):
     box = _canvas_box(roi_box)
     affine = crop.image_to_crop_affine(box, CANVAS)
     lift = lift_similarity(affine)
@@ -110,8 +119,8 @@ def build_corpus(
     rng = np.random.default_rng(seed)
     rows = {name: [] for name in Corpus.FIELDS}
 
-    def add(canvas, pose, shape, landmarks, split, kind, yaw):
-        for name, value in zip(Corpus.FIELDS, (canvas, pose, shape, landmarks, split, kind, yaw)):
+    def add(canvas, pose, shape, landmarks, split, kind, yaw, source):
+        for name, value in zip(Corpus.FIELDS, (canvas, pose, shape, landmarks, split, kind, yaw, source)):
             rows[name].append(value)
 
     expression_std = morphable.stats.std[52:]
@@ -121,8 +130,9 @@ def build_corpus(
         box = labels.roi_boxes[i]
         pose_image = pose_to_image(params[:12].reshape(3, 4), box)
         yaw = float(pose_angles_degrees(params[None])[0, 0])
-        canvas, pose, points = _to_canvas(image, box, pose_image, labels.landmarks[i])
-        add(canvas, pose, params[12:], points, str(labels.splits[i]), "mirror" if labels.mirrored[i] else "real", yaw)
+        canvas, pose, points = to_canvas(image, box, pose_image, labels.landmarks[i])
+        source = str(labels.groups[i]).split("/", 1)[0]
+        add(canvas, pose, params[12:], points, str(labels.splits[i]), "mirror" if labels.mirrored[i] else "real", yaw, source)
         if labels.splits[i] != "train" or labels.fit_nme[i] > max_fit_nme:
             continue
         if rng.random() < profile_fraction:
@@ -134,8 +144,8 @@ def build_corpus(
             face = profile_face(image, box, params, delta, morphable, new_expression, canvas_size=224, canvas_margin=1.45)
             # the model landmarks are the targets of a generated face (as 300W-LP)
             pose_img = pose_to_image(face.params[:12].astype(np.float64).reshape(3, 4), face.roi_box)
-            canvas, pose, points = _to_canvas(face.image, face.roi_box, pose_img, face.landmarks)
-            add(canvas, pose, face.params[12:], points, "train", "profile", face.yaw_degrees)
+            canvas, pose, points = to_canvas(face.image, face.roi_box, pose_img, face.landmarks)
+            add(canvas, pose, face.params[12:], points, "train", "profile", face.yaw_degrees, source)
     corpus = Corpus(
         canvases=np.stack(rows["canvases"]).astype(np.uint8),
         pose_canvas=np.stack(rows["pose_canvas"]).astype(np.float32),
@@ -144,6 +154,7 @@ def build_corpus(
         splits=np.array(rows["splits"]),
         kinds=np.array(rows["kinds"]),
         yaw_degrees=np.array(rows["yaw_degrees"], dtype=np.float32),
+        sources=np.array(rows["sources"]),
     )
     LOGGER.info("corpus: %s", corpus.summary())
     return corpus

@@ -50,6 +50,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (30 / 70, 40 / 70, 60 / 70)
     lr_factors: tuple[float, ...] = (0.02 / 0.03, 0.004 / 0.03, 0.0008 / 0.03)
     warmup_steps: int = 200
+    schedule: str = "step"  # "step" (paper: milestones x lr_factors) | "cosine" (to 0 over the run)
     optimizer: str = "sgd"  # "sgd" (paper) | "adamw"
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -70,21 +71,37 @@ class TrainConfig:
     val_split: str = "val_helen"
     val_limit: int = 400
     explode_factor: float = 50.0  # stop if a batch loss exceeds this x the running median
+    # each epoch visits a corpus row this many times per its source (Corpus.sources); unnamed sources: 1.
+    # e.g. {"300w": 3, "infanface": 4} rebalances a corpus that YouTube Faces frames dominate
+    source_repeats: dict[str, int] = field(default_factory=dict)
+    init_checkpoint: str = ""  # warm start: model weights from this checkpoint at step 0 (not its optimiser)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("step", "cosine"):
+            raise ValueError(f"TrainConfig.schedule: expected 'step' or 'cosine', got {self.schedule!r}")
+        for source, repeats in self.source_repeats.items():
+            if not isinstance(repeats, int) or repeats < 0:
+                raise ValueError(f"TrainConfig.source_repeats[{source!r}]: expected an integer >= 0, got {repeats!r}")
 
     @staticmethod
     def from_dict(values: dict) -> "TrainConfig":
         check_known_keys(TrainConfig, values)
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        if "source_repeats" in converted and not isinstance(converted["source_repeats"], dict):
+            raise ValueError(f"TrainConfig.source_repeats: expected an object of source -> repeats, got {converted['source_repeats']!r}")
         return TrainConfig(**converted)
 
 
 def learning_rate_at(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    """Step schedule with linear warmup."""
+    """The paper's step schedule (or a cosine decay) with linear warmup."""
     epoch = step / max(steps_per_epoch, 1)
     lr = config.learning_rate
-    for milestone, factor in zip(config.milestones, config.lr_factors):
-        if epoch >= milestone * config.epochs:
-            lr = config.learning_rate * factor
+    if config.schedule == "cosine":
+        lr = 0.5 * config.learning_rate * (1 + math.cos(math.pi * min(epoch / max(config.epochs, 1), 1.0)))
+    else:
+        for milestone, factor in zip(config.milestones, config.lr_factors):
+            if epoch >= milestone * config.epochs:
+                lr = config.learning_rate * factor
     if step < config.warmup_steps:
         lr *= (step + 1) / config.warmup_steps
     return lr
@@ -116,7 +133,11 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
         else:
             raise ValueError(f"TrainConfig.optimizer: expected 'sgd' or 'adamw', got {self.config.optimizer!r}")
-        self.train_indices = np.flatnonzero(np.isin(self.corpus.splits, self.config.train_splits))
+        rows = np.flatnonzero(np.isin(self.corpus.splits, self.config.train_splits))
+        repeats = np.array([self.config.source_repeats.get(str(s), 1) for s in self.corpus.sources[rows]], dtype=np.int64)
+        # one epoch = every row `repeats` times; a visit is keyed by (row, copy) so copies get their own augmentation
+        self.train_indices = np.repeat(rows, repeats)
+        self.train_copies = np.concatenate([np.arange(r) for r in repeats]) if len(rows) else np.zeros(0, np.int64)
         if len(self.train_indices) < self.config.batch_size:
             raise ValueError(f"only {len(self.train_indices)} training faces for batch size {self.config.batch_size}")
         self.steps_per_epoch = len(self.train_indices) // self.config.batch_size
@@ -125,6 +146,10 @@ class Trainer:
             self.total_steps = min(self.total_steps, self.config.max_steps)
         self.step = 0
         self.history: list[float] = []
+        if self.config.init_checkpoint:
+            state = read_checkpoint(self.config.init_checkpoint)
+            load_state_dict_strict(self.model, state["state_dict"], self.config.init_checkpoint)
+            LOGGER.info("warm start from %s", self.config.init_checkpoint)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_path(self) -> Path:
@@ -151,11 +176,15 @@ class Trainer:
         LOGGER.info("resumed %s at step %d", path, self.step)
 
     # ------------------------------------------------------------------ training
-    def batch_indices(self, step: int) -> tuple[int, np.ndarray]:
+    def batch_indices(self, step: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(epoch, corpus rows, augmentation keys) of a step's batch; a key tells copies of one row apart."""
         epoch, within = divmod(step, self.steps_per_epoch)
-        order = np.random.default_rng([self.config.seed, epoch]).permutation(self.train_indices)
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_indices))
         size = self.config.batch_size
-        return epoch, order[within * size : (within + 1) * size]
+        chosen = order[within * size : (within + 1) * size]
+        rows = self.train_indices[chosen]
+        keys = rows + self.train_copies[chosen] * len(self.corpus)
+        return epoch, rows, keys
 
     def loss_terms(self, images: torch.Tensor, params: torch.Tensor, landmarks_crop: torch.Tensor) -> dict[str, torch.Tensor]:
         pred = self.stats.denormalize(self.model(images))
@@ -172,8 +201,8 @@ class Trainer:
         progress = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
         started = time.time()
         while self.step < self.total_steps:
-            epoch, indices = self.batch_indices(self.step)
-            batch = make_batch(self.corpus, indices, config.seed, epoch, self.augment)
+            epoch, indices, keys = self.batch_indices(self.step)
+            batch = make_batch(self.corpus, indices, config.seed, epoch, self.augment, keys=keys)
             lr = learning_rate_at(config, self.step, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

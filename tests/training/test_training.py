@@ -164,3 +164,16 @@ def test_corpus_save_load(tiny_corpus, tmp_path):
     assert len(again) == len(tiny_corpus) and np.array_equal(again.canvases, tiny_corpus.canvases)
     with pytest.raises(FileNotFoundError, match="no corpus"):
         Corpus.load(tmp_path / "missing")
+
+
+def test_large_in_plane_rotations_keep_labels_exact(tiny_corpus, morphable):
+    rows = np.flatnonzero(tiny_corpus.kinds == "profile")
+    rows = np.tile(rows, 8)
+    keys = rows + np.repeat(np.arange(8), len(rows) // 8) * len(tiny_corpus)
+    batch = make_batch(tiny_corpus, rows, seed=1, epoch=0, config=AugmentConfig(large_rotation_probability=1.0), keys=keys)
+    projected = crop.model_to_crop(morphable.landmarks_model(batch.params))[:, :2].transpose(0, 2, 1)
+    assert np.abs(projected - batch.landmarks).max() < 1e-2
+    eyes = batch.landmarks[:, 42:48].mean(1) - batch.landmarks[:, 36:42].mean(1)
+    roll = np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0]))
+    assert np.abs(roll).max() > 90  # some faces turned upside down, not only the +-20 deg jitter
+    assert np.abs(pose_angles_degrees(batch.params)[:, 2]).max() > 90  # and the pose label says so
