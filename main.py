@@ -15,9 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--assets", default=None, help="asset folder (bfm/, teacher/); default $DRTN_ASSETS or ~/.cache/drtn/assets")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    training_cli.register(commands)   # train, eval, demo
+    training_cli.register(commands)   # train, ablation, eval
     export_cli.register(commands)     # export, bench
-    realtime_cli.register(commands)   # video, live (bench --pipeline is handled by export's bench)
+    realtime_cli.register(commands)   # video, live, demo; and the handler of export's `bench --pipeline`
     return parser
 
 

@@ -158,15 +158,12 @@ def _report_tensorrt(args, onnx_path: Path, morphable, real_crops, crop_size: in
 # ---------------------------------------------------------------------------------------------- bench
 def run_bench(args: argparse.Namespace) -> int:
     if args.pipeline:
-        try:
-            from realtime.bench import run_pipeline_bench
-        except ImportError as error:
-            if error.name in ("realtime", "realtime.bench"):
-                raise RuntimeError("`bench --pipeline` needs realtime.bench.run_pipeline_bench, which is not built yet (see the open issues)") from error
-            raise
-        # realtime.bench reads: assets, source, frames, backends (first), threads (largest), renderer,
-        # no_smoothing, output
-        return int(run_pipeline_bench(args) or 0)
+        # the pipeline benchmark lives in realtime (which depends on export, not the reverse); its CLI registers
+        # the handler on this parser (realtime.cli.register)
+        handler = getattr(args, "pipeline_handler", None)
+        if handler is None:
+            raise RuntimeError("`bench --pipeline` needs the realtime package's CLI registered (main.py does this)")
+        return int(handler(args) or 0)
 
     from export.bench import ModelSource, run_backend_bench
 

@@ -148,6 +148,8 @@ def run_live_command(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
+    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark
+        commands.choices["bench"].set_defaults(pipeline_handler=run_pipeline_bench_command)
     video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
     video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
@@ -172,3 +174,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_pipeline_arguments(live)
     add_live_arguments(live)
     live.set_defaults(handler=run_live_command)
+
+
+def run_pipeline_bench_command(args: argparse.Namespace) -> int:
+    """`main.py bench --pipeline`: reads assets, source, frames, backends (first), threads (largest), renderer,
+    no_smoothing, output."""
+    from realtime.bench import run_pipeline_bench
+
+    return int(run_pipeline_bench(args) or 0)

@@ -64,13 +64,14 @@ def prepare_corpus(args, assets, morphable):
     from training.corpus import Corpus, build_corpus
     from training.datasets import load_corpus
     from training.labels import LabelSet, make_labels
+    from training.teacher import peer_predictor
 
     work = Path(args.work)
     labels_path = work / "labels" / "corpus.npz"
     if labels_path.is_file():
         labels = LabelSet.load(labels_path)
     else:
-        labels = make_labels(load_corpus(args.data), morphable, assets.teacher_onnx)
+        labels = make_labels(load_corpus(args.data), morphable, peer_predictor(assets))
         labels.save(labels_path)
     corpus_dir = work / f"corpus_p{int(round(100 * args.profile_fraction))}"
     try:
@@ -87,6 +88,7 @@ def prepare_corpus(args, assets, morphable):
 def _video_corpus(args, assets, morphable):
     """Pseudo-labelled video frames, built once into ``--work`` (keyed by the records folder and frame step)."""
     from training.corpus import Corpus
+    from training.teacher import peer_predictor
     from training.video_labels import pair_videos, video_corpus
 
     if args.video_every < 1:
@@ -96,7 +98,7 @@ def _video_corpus(args, assets, morphable):
         return Corpus.load(folder)
     except FileNotFoundError:
         pairs = pair_videos(args.video_records, [d for d in args.videos.split(",") if d])
-        corpus = video_corpus(pairs, morphable, assets.teacher_onnx, every=args.video_every)
+        corpus = video_corpus(pairs, morphable, peer_predictor(assets), every=args.video_every)
         corpus.save(folder)
         return corpus
 
@@ -155,19 +157,21 @@ def run_eval(args) -> int:
     from drtn.model import load_default_model, load_model
     from drtn.morphable import MorphableModel
     from training import evaluate as ev
+    from training.teacher import peer_predictor
 
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
+    teacher = peer_predictor(assets)  # the peer's column, and the initial guess of the ground-truth yaw fits
     model = load_model(args.checkpoint) if args.checkpoint else load_default_model()
     methods = [("DRTN (ours)", ev.torch_predictor(model, morphable))]
     if not args.no_teacher:
-        methods.append(("3DDFA_V2 teacher", ev.teacher_predictor(assets.teacher_onnx, morphable)))
+        methods.append(("3DDFA_V2 teacher", teacher))
     methods.append(("mean face", ev.mean_face_predictor(morphable)))
     sets = []
     for split in [s for s in args.splits.split(",") if s]:
-        sets.append(ev.landmark_eval_set(args.data, split, morphable, assets.teacher_onnx, args.limit))
+        sets.append(ev.landmark_eval_set(args.data, split, morphable, teacher, args.limit))
     for split in [s for s in args.profiled.split(",") if s]:
-        sets.append(ev.profiled_eval_set(args.data, split, morphable, assets.teacher_onnx, args.limit))
+        sets.append(ev.profiled_eval_set(args.data, split, morphable, teacher, args.limit))
     if args.aflw2000:
         sets.append(ev.aflw2000_eval_set(args.aflw2000, args.limit))
     if not sets:

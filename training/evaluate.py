@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -21,11 +20,11 @@ from drtn.metrics import ced_auc, nme_2d, nme_3d, plot_ced, yaw_bin_table
 from drtn.morphable import MorphableModel
 from drtn.params import pose_angles_degrees
 from training.datasets import find_mat_samples, load_corpus, read_mat_sample
-from training.labels import TeacherRunner, fit_params, read_image
+from training.labels import fit_params, read_image
+from training.teacher import Predictor
 
 LOGGER = logging.getLogger(__name__)
 
-Predictor = Callable[[np.ndarray], np.ndarray]  # (N, 120, 120, 3) uint8 BGR -> (N, 62) de-normalised params
 
 
 @dataclass(frozen=True)
@@ -60,17 +59,12 @@ def torch_predictor(model: torch.nn.Module, morphable: MorphableModel, batch_siz
     return predict
 
 
-def teacher_predictor(onnx_path: str | Path, morphable: MorphableModel) -> Predictor:
-    runner = TeacherRunner(onnx_path)
-    return lambda crops: morphable.stats.denormalize(runner(crops))
-
-
 def mean_face_predictor(morphable: MorphableModel) -> Predictor:
     """The trivial baseline: mean parameters for every crop (mean pose, mean shape)."""
     return lambda crops: np.repeat(morphable.stats.mean[None].astype(np.float64), len(crops), axis=0)
 
 
-def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher_onnx, limit: int):
+def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher: Predictor, limit: int):
     """Images, inference-policy ROI boxes, crops, annotated landmarks and a 3DMM fit to them, for one split."""
     samples = [s for s in load_corpus(data_root) if s.split == split]
     if not samples:
@@ -81,20 +75,20 @@ def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher_on
     boxes = np.stack([crop.roi_box_from_landmarks(s.landmarks) for s in samples])
     crops = np.stack([crop.crop_image(image, box) for image, box in zip(images, boxes)])
     landmarks = np.stack([s.landmarks for s in samples])
-    init = morphable.stats.denormalize(TeacherRunner(teacher_onnx)(crops)).astype(np.float64)
+    init = teacher(crops)
     landmarks_model = np.stack([crop.image_to_model(lm.T, box).T for lm, box in zip(landmarks, boxes)])
     fitted = fit_params(morphable, landmarks_model, init)
     return images, boxes, crops, landmarks, fitted
 
 
-def landmark_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher_onnx: str | Path, limit: int = 0) -> EvalSet:
+def landmark_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0) -> EvalSet:
     """A held-out split of the landmark corpus (e.g. ``val_helen``, ``val_afw``, ``val_infant``)."""
-    _, boxes, crops, landmarks, fitted = _held_out_faces(data_root, split, morphable, teacher_onnx, limit)
+    _, boxes, crops, landmarks, fitted = _held_out_faces(data_root, split, morphable, teacher, limit)
     yaw = np.abs(pose_angles_degrees(fitted)[:, 0])
     return EvalSet(split, crops, boxes, landmarks, None, yaw)
 
 
-def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher_onnx: str | Path, limit: int = 0, seed: int = 0) -> EvalSet:
+def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0, seed: int = 0) -> EvalSet:
     """Large-pose check: held-out faces turned to 30-85 degrees of yaw by face profiling (as 300W-LP / AFLW2000-3D).
 
     Each face of ``split`` is fitted to its annotation, turned the way it already looks and re-rendered
@@ -103,7 +97,7 @@ def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableMod
     """
     from training.profiling import profile_face, sample_target_yaw
 
-    images, boxes, _, _, fitted = _held_out_faces(data_root, split, morphable, teacher_onnx, limit)
+    images, boxes, _, _, fitted = _held_out_faces(data_root, split, morphable, teacher, limit)
     rng = np.random.default_rng(seed)
     out_crops, out_boxes, lm2d, lm3d, yaw = [], [], [], [], []
     for image, box, params in tqdm(list(zip(images, boxes, fitted)), desc=f"profiling {split}"):

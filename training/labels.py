@@ -23,6 +23,7 @@ from drtn import crop
 from drtn.morphable import MorphableModel, TorchMorphable
 from drtn.params import compose_pose, decompose_pose
 from training.datasets import FLIP_68, LandmarkSample
+from training.teacher import Predictor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -85,23 +86,6 @@ def mirror_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:
     out = landmarks[FLIP_68].copy()
     out[:, 0] = width - 1 - out[:, 0]
     return out
-
-
-class TeacherRunner:
-    """The peer 3DDFA_V2 model through ONNX Runtime on 120x120 crops (normalised params out)."""
-
-    def __init__(self, onnx_path: str | Path, threads: int = 2):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, crops_bgr: np.ndarray) -> np.ndarray:
-        """(N, 120, 120, 3) uint8 -> (N, 62) normalised params."""
-        batch = crop.normalize_crops(crops_bgr)
-        return np.concatenate([self.session.run(None, {self.input_name: x[None]})[0] for x in batch])
 
 
 def _rodrigues(omega: torch.Tensor) -> torch.Tensor:
@@ -177,12 +161,12 @@ def fit_params(
 def make_labels(
     samples: list[LandmarkSample],
     morphable: MorphableModel,
-    teacher_onnx: str | Path,
+    teacher: Predictor,
     config: FitConfig = FitConfig(),
     mirror: bool = True,
 ) -> LabelSet:
-    """Fit labels for every sample (and its mirror image)."""
-    teacher = TeacherRunner(teacher_onnx)
+    """Fit labels for every sample (and its mirror image); ``teacher`` (:func:`training.teacher.peer_predictor`)
+    gives the initial guess and the shape pull."""
     rows = []
     for sample in tqdm(samples, desc="teacher init"):
         image = read_image(sample.image_path)
@@ -190,11 +174,11 @@ def make_labels(
             img = image[:, ::-1] if mirrored else image
             landmarks = mirror_landmarks(sample.landmarks, image.shape[1]) if mirrored else sample.landmarks
             box = crop.roi_box_from_landmarks(landmarks)
-            teacher_n = teacher(crop.crop_image(np.ascontiguousarray(img), box)[None])[0]
-            rows.append((sample, mirrored, box, landmarks, teacher_n))
+            guess = teacher(crop.crop_image(np.ascontiguousarray(img), box)[None])[0]
+            rows.append((sample, mirrored, box, landmarks, guess))
     boxes = np.stack([r[2] for r in rows])
     landmarks_image = np.stack([r[3] for r in rows])
-    teacher_params = morphable.stats.denormalize(np.stack([r[4] for r in rows])).astype(np.float64)
+    teacher_params = np.stack([r[4] for r in rows]).astype(np.float64)
     landmarks_model = np.stack([crop.image_to_model(lm.T, box).T for lm, box in zip(landmarks_image, boxes)])
     fitted = np.concatenate(
         [fit_params(morphable, landmarks_model[i : i + 4096], teacher_params[i : i + 4096], config) for i in range(0, len(rows), 4096)]

@@ -26,7 +26,7 @@ from drtn.morphable import MorphableModel
 from drtn.params import pose_angles_degrees
 from training.corpus import Corpus, to_canvas
 from training.geometry import pose_to_image
-from training.labels import TeacherRunner
+from training.teacher import Predictor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,13 +60,12 @@ def _landmarks_image(morphable: MorphableModel, params: np.ndarray, roi_box: np.
 def video_corpus(
     videos: list[tuple[Path, Path]],
     morphable: MorphableModel,
-    teacher_onnx: str | Path,
+    teacher: Predictor,
     every: int = 3,
     max_disagreement: float = 0.03,
 ) -> Corpus:
-    """Corpus entries (kind and source ``video``, split ``train``) from (video, records JSONL) pairs."""
-    teacher = TeacherRunner(teacher_onnx)
-    stats = morphable.stats
+    """Corpus entries (kind and source ``video``, split ``train``) from (video, records JSONL) pairs;
+    ``teacher``: :func:`training.teacher.peer_predictor`."""
     rows = {name: [] for name in Corpus.FIELDS}
     kept = dropped = 0
     for video_path, records_path in videos:
@@ -87,7 +86,7 @@ def video_corpus(
                     record = records[index]
                     first = _landmarks_image(morphable, record["params"], record["roi_box"])
                     box = crop.roi_box_from_landmarks(first)
-                    params = stats.denormalize(teacher(crop.crop_image(frame, box)[None]))[0].astype(np.float64)
+                    params = teacher(crop.crop_image(frame, box)[None])[0]
                     second = _landmarks_image(morphable, params, box)
                     disagreement = float(nme_2d(second.T[None], first.T[None])[0])
                     if disagreement <= max_disagreement:

@@ -9,6 +9,7 @@ from scipy.io import savemat
 
 from training import evaluate as ev
 from training.datasets import mat_image_frame_pose, read_mat_sample
+from training.teacher import peer_predictor
 
 
 @pytest.fixture()
@@ -52,7 +53,7 @@ def test_aflw2000_reader_rejects_landmark_only_files(shared_dir, tmp_path):
 
 
 def test_profiled_eval_set_turns_held_out_faces(shared_dir, morphable):
-    eval_set = ev.profiled_eval_set(shared_dir / "data", "val_helen", morphable, shared_dir / "assets/teacher/3ddfa_v2_mb05_120x120.onnx", limit=3)
+    eval_set = ev.profiled_eval_set(shared_dir / "data", "val_helen", morphable, peer_predictor(shared_dir / "assets"), limit=3)
     assert eval_set.crops.shape == (3, 120, 120, 3) and eval_set.landmarks_3d.shape == (3, 68, 3)
     assert np.all((eval_set.yaw_degrees > 29) & (eval_set.yaw_degrees < 86))
     mean_face = ev.evaluate(eval_set, ev.mean_face_predictor(morphable), morphable, "mean face")

@@ -14,6 +14,7 @@ from drtn import crop
 from drtn.model import create_model, save_checkpoint
 from training.augment import AugmentConfig, make_batch
 from training.corpus import Corpus
+from training.teacher import peer_predictor
 from training.trainer import TrainConfig, Trainer, learning_rate_at
 from training.video_labels import pair_videos, read_records, video_corpus
 
@@ -100,7 +101,7 @@ def test_video_frames_get_exact_teacher_labels(shared_dir, assets_dir, morphable
     )
     pairs = pair_videos(records_dir, [video.parent])
     assert pairs == [(video, records_dir / "obama.jsonl")]
-    corpus = video_corpus(pairs, morphable, assets_dir / "teacher/3ddfa_v2_mb05_120x120.onnx", every=2)
+    corpus = video_corpus(pairs, morphable, peer_predictor(assets_dir), every=2)
     assert len(corpus) == 2 and set(corpus.kinds) == {"video"} and set(corpus.sources) == {"video"}
     # labels are exact: the model landmarks of every augmented crop are its target landmarks
     batch = make_batch(corpus, np.arange(len(corpus)), 0, 0, AugmentConfig())

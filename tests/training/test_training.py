@@ -15,6 +15,7 @@ from training.datasets import FLIP_68, load_corpus, load_landmark_csv, load_pts_
 from training.geometry import pose_to_crop, pose_to_image
 from training.labels import LabelSet, make_labels, mirror_landmarks, FitConfig
 from training.profiling import profile_face
+from training.teacher import peer_predictor
 from training.trainer import TrainConfig, Trainer, TrainingDiverged, learning_rate_at
 
 
@@ -22,7 +23,7 @@ from training.trainer import TrainConfig, Trainer, TrainingDiverged, learning_ra
 def tiny_labels(shared_dir, morphable):
     samples = load_pts_folder(shared_dir / "data/300w/helen_trainset", "helen", "train")[:6]
     samples += [dataclasses.replace(s, split="val_helen") for s in load_pts_folder(shared_dir / "data/300w/helen_testset", "helen_test", "val_helen")[:2]]
-    return make_labels(samples, morphable, shared_dir / "assets/teacher/3ddfa_v2_mb05_120x120.onnx", FitConfig(steps=300))
+    return make_labels(samples, morphable, peer_predictor(shared_dir / "assets"), FitConfig(steps=300))
 
 
 @pytest.fixture(scope="module")
