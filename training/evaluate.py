@@ -142,6 +142,29 @@ def evaluate(eval_set: EvalSet, predictor: Predictor, morphable: MorphableModel,
     return MethodResult(method, nme2, nme3)
 
 
+ROLL_BINS_DEGREES = ((0.0, 30.0), (30.0, 60.0), (60.0, 180.0))
+
+
+def eye_line_roll_degrees(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) image landmarks -> (N,) in-plane angle of the line from the right to the left eye centre
+    (0 = upright, +-180 = upside down); model-free, so one definition for every data set."""
+    eyes = landmarks[:, 42:48].mean(1) - landmarks[:, 36:42].mean(1)
+    return np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0]))
+
+
+def format_roll_table(eval_set: EvalSet, results: list[MethodResult]) -> str:
+    """NME2D % per |in-plane rotation| bin (eye line of the ground truth): tilted heads, faces lying down."""
+    roll = np.abs(eye_line_roll_degrees(eval_set.landmarks))
+    masks = [(roll >= low) & (roll < high) if high < 180 else roll >= low for low, high in ROLL_BINS_DEGREES]
+    names = [f"[{low:g},{high:g}]" for low, high in ROLL_BINS_DEGREES]
+    header = "| method (by \|roll\|) | " + " | ".join(f"{n} ({int(m.sum())})" for n, m in zip(names, masks)) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 1)]
+    for result in results:
+        cells = [_pct(result.nme2d[m].mean()) if m.any() else "-" for m in masks]
+        lines.append(f"| {result.method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_table(eval_set: EvalSet, results: list[MethodResult]) -> str:
     """Markdown table in the layout of the paper's Table I (NME2D %, per |yaw| bin)."""
     has3d = any(r.nme3d is not None for r in results)
@@ -168,6 +191,7 @@ def write_report(eval_sets_results: list[tuple[EvalSet, list[MethodResult]]], ou
     parts = []
     for eval_set, results in eval_sets_results:
         parts.append(format_table(eval_set, results))
+        parts.append(format_roll_table(eval_set, results))
         png = out_dir / f"ced_{eval_set.name}.png"
         plot_ced({r.method: r.nme2d for r in results}, png, title=f"CED, NME2D, {eval_set.name}")
         parts.append(f"\n![CED {eval_set.name}]({png.name})\n")

@@ -58,3 +58,20 @@ def test_profiled_eval_set_turns_held_out_faces(shared_dir, morphable):
     assert np.all((eval_set.yaw_degrees > 29) & (eval_set.yaw_degrees < 86))
     mean_face = ev.evaluate(eval_set, ev.mean_face_predictor(morphable), morphable, "mean face")
     assert mean_face.nme2d.mean() > 0.08  # turned faces are far from the frontal mean
+
+
+def test_roll_table_bins_faces_by_in_plane_rotation():
+    base = np.zeros((68, 2))
+    base[36:42] = [0.0, 0.0]
+    base[42:48] = [10.0, 0.0]  # eyes level: roll 0
+    turned = []
+    for angle in (0.0, 45.0, -100.0, 180.0):
+        t = np.radians(angle)
+        rotation = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        turned.append(base @ rotation.T)
+    landmarks = np.stack(turned)
+    np.testing.assert_allclose(np.abs(ev.eye_line_roll_degrees(landmarks)), [0, 45, 100, 180], atol=1e-9)
+    eval_set = ev.EvalSet("toy", np.zeros((4, 120, 120, 3), np.uint8), np.zeros((4, 4)), landmarks, None, np.zeros(4))
+    table = ev.format_roll_table(eval_set, [ev.MethodResult("m", np.array([0.01, 0.02, 0.03, 0.05]), None)])
+    assert "[0,30] (1)" in table and "[30,60] (1)" in table and "[60,180] (2)" in table
+    assert "| m | 1.00 | 2.00 | 4.00 |" in table
