@@ -157,7 +157,7 @@ def format_roll_table(eval_set: EvalSet, results: list[MethodResult]) -> str:
     roll = np.abs(eye_line_roll_degrees(eval_set.landmarks))
     masks = [(roll >= low) & (roll < high) if high < 180 else roll >= low for low, high in ROLL_BINS_DEGREES]
     names = [f"[{low:g},{high:g}]" for low, high in ROLL_BINS_DEGREES]
-    header = "| method (by \|roll\|) | " + " | ".join(f"{n} ({int(m.sum())})" for n, m in zip(names, masks)) + " |"
+    header = "| method (by \\|roll\\|) | " + " | ".join(f"{n} ({int(m.sum())})" for n, m in zip(names, masks)) + " |"
     lines = [header, "|" + "---|" * (len(names) + 1)]
     for result in results:
         cells = [_pct(result.nme2d[m].mean()) if m.any() else "-" for m in masks]
