@@ -70,6 +70,20 @@ class Corpus:
         return Corpus(**arrays)
 
     @staticmethod
+    def from_rows(rows: dict[str, list]) -> "Corpus":
+        """A corpus from per-entry lists keyed by :attr:`FIELDS` (what the builders collect)."""
+        return Corpus(
+            canvases=np.stack(rows["canvases"]).astype(np.uint8),
+            pose_canvas=np.stack(rows["pose_canvas"]).astype(np.float32),
+            shapes=np.stack(rows["shapes"]).astype(np.float32),
+            landmarks=np.stack(rows["landmarks"]).astype(np.float32),
+            splits=np.array(rows["splits"]),
+            kinds=np.array(rows["kinds"]),
+            yaw_degrees=np.array(rows["yaw_degrees"], dtype=np.float32),
+            sources=np.array(rows["sources"]),
+        )
+
+    @staticmethod
     def concat(parts: list["Corpus"]) -> "Corpus":
         return Corpus(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in Corpus.FIELDS})
 
@@ -146,15 +160,6 @@ def build_corpus(
             pose_img = pose_to_image(face.params[:12].astype(np.float64).reshape(3, 4), face.roi_box)
             canvas, pose, points = to_canvas(face.image, face.roi_box, pose_img, face.landmarks)
             add(canvas, pose, face.params[12:], points, "train", "profile", face.yaw_degrees, source)
-    corpus = Corpus(
-        canvases=np.stack(rows["canvases"]).astype(np.uint8),
-        pose_canvas=np.stack(rows["pose_canvas"]).astype(np.float32),
-        shapes=np.stack(rows["shapes"]).astype(np.float32),
-        landmarks=np.stack(rows["landmarks"]).astype(np.float32),
-        splits=np.array(rows["splits"]),
-        kinds=np.array(rows["kinds"]),
-        yaw_degrees=np.array(rows["yaw_degrees"], dtype=np.float32),
-        sources=np.array(rows["sources"]),
-    )
+    corpus = Corpus.from_rows(rows)
     LOGGER.info("corpus: %s", corpus.summary())
     return corpus

@@ -79,6 +79,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"TrainConfig.schedule: expected 'step' or 'cosine', got {self.schedule!r}")
+        if not isinstance(self.source_repeats, dict):
+            raise ValueError(f"TrainConfig.source_repeats: expected an object of source -> repeats, got {self.source_repeats!r}")
         for source, repeats in self.source_repeats.items():
             if not isinstance(repeats, int) or repeats < 0:
                 raise ValueError(f"TrainConfig.source_repeats[{source!r}]: expected an integer >= 0, got {repeats!r}")
@@ -87,8 +89,6 @@ class TrainConfig:
     def from_dict(values: dict) -> "TrainConfig":
         check_known_keys(TrainConfig, values)
         converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        if "source_repeats" in converted and not isinstance(converted["source_repeats"], dict):
-            raise ValueError(f"TrainConfig.source_repeats: expected an object of source -> repeats, got {converted['source_repeats']!r}")
         return TrainConfig(**converted)
 
 

@@ -105,16 +105,7 @@ def video_corpus(
     LOGGER.info("video pseudo-labels: %d frames kept, %d dropped (teacher disagreement > %.1f%%)", kept, dropped, 100 * max_disagreement)
     if not kept:
         raise ValueError("no video frame kept: check the records files and --video-every")
-    return Corpus(
-        canvases=np.stack(rows["canvases"]).astype(np.uint8),
-        pose_canvas=np.stack(rows["pose_canvas"]).astype(np.float32),
-        shapes=np.stack(rows["shapes"]).astype(np.float32),
-        landmarks=np.stack(rows["landmarks"]).astype(np.float32),
-        splits=np.array(rows["splits"]),
-        kinds=np.array(rows["kinds"]),
-        yaw_degrees=np.array(rows["yaw_degrees"], dtype=np.float32),
-        sources=np.array(rows["sources"]),
-    )
+    return Corpus.from_rows(rows)
 
 
 def pair_videos(records_dir: str | Path, video_dirs: list[str | Path]) -> list[tuple[Path, Path]]:
