@@ -2,13 +2,7 @@
 # Set up a fresh machine: system packages for Qt/OpenGL under Xvfb, a venv with torch (CPU) first, then the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -f .ci/apt-packages.txt ] && command -v apt-get >/dev/null; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  missing=$(for p in $(grep -v '^#' .ci/apt-packages.txt); do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
-  if [ -n "$missing" ]; then
-    $SUDO apt-get update -qq && $SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-  fi
-fi
+bash .ci/apt.sh
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
