@@ -20,7 +20,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
     group.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
     group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
-    group.add_argument("--detector-model", choices=("full_range", "short_range"), default="full_range", help="MediaPipe model: full_range (any distance) or short_range (webcam, faster)")
+    group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
     group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
     group.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
     group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff at rest for all parameter groups (lower = smoother)")

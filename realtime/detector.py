@@ -1,23 +1,35 @@
-"""Face detection with MediaPipe's BlazeFace models, shipped inside the ``mediapipe==0.10.21`` wheel.
+"""Face detection: MediaPipe Tasks BlazeFace or OpenCV's YuNet, model files from the asset folder.
 
-``mp.solutions.face_detection`` loads its ``.tflite`` model from the installed package, so detection works
-offline with nothing to download. Two models: ``short_range`` (faces within ~2 m, webcam use, ~3 ms at
-640x480 on one core) and ``full_range`` (up to ~5 m, any video, ~6 ms).
+Current MediaPipe wheels (1.x) ship no models, so both detectors load theirs from the asset folder
+(``--assets`` / ``DRTN_ASSETS``):
+
+- ``yunet`` (``detectors/face_detection_yunet_2023mar.onnx``, MIT): OpenCV's multi-scale detector with 5
+  keypoints; faces of ~10-300 px per pass, profiles included.
+- ``blazeface`` (``mediapipe/blaze_face_short_range.tflite``, Apache-2.0): MediaPipe Tasks ``FaceDetector``,
+  BlazeFace short range (faces within ~2 m: webcam use), 6 keypoints.
+
+Both return :class:`Detection` in full-frame pixels, best score first.
 """
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from realtime.sources import to_bgr
+from drtn.assets import find_assets
 from drtn.configs import check_known_keys
+from realtime.sources import to_bgr
 
 LOGGER = logging.getLogger(__name__)
 
-_MODEL_SELECTION = {"short_range": 0, "full_range": 1}
+MODEL_FILES = {
+    "yunet": "detectors/face_detection_yunet_2023mar.onnx",
+    "blazeface": "mediapipe/blaze_face_short_range.tflite",
+}
 
 
 @dataclass(frozen=True)
@@ -25,22 +37,21 @@ class DetectorOptions:
     """Options of :class:`FaceDetector`.
 
     Attributes:
-        model: ``"full_range"`` (default; small and distant faces too) or ``"short_range"`` (close faces, faster).
+        model: ``"yunet"`` (default; multi-scale, profiles) or ``"blazeface"`` (MediaPipe Tasks, short range).
         min_confidence: detections scoring below this are dropped, in [0, 1].
         min_face_size_px: detections whose box side (mean of width and height) is smaller are dropped; the
             reconstruction of a face a few pixels wide is noise.
-        max_input_side_px: larger frames are shrunk to this longer side before detection (0 = never). The
-            models see 128 or 192 pixels anyway; shrinking first saves converting megapixels.
+        max_input_side_px: larger frames are shrunk to this longer side before detection (0 = never).
     """
 
-    model: str = "full_range"
+    model: str = "yunet"
     min_confidence: float = 0.5
     min_face_size_px: float = 12.0
     max_input_side_px: int = 640
 
     def __post_init__(self) -> None:
-        if self.model not in _MODEL_SELECTION:
-            raise ValueError(f"DetectorOptions.model: expected one of {sorted(_MODEL_SELECTION)}, got {self.model!r}")
+        if self.model not in MODEL_FILES:
+            raise ValueError(f"DetectorOptions.model: expected one of {sorted(MODEL_FILES)}, got {self.model!r}")
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"DetectorOptions.min_confidence: expected a value in [0, 1], got {self.min_confidence}")
         if self.min_face_size_px < 0:
@@ -62,30 +73,85 @@ class Detection:
     Attributes:
         box_xyxy: (4,) float64 ``(x0, y0, x1, y1)`` image pixels, clipped to the image.
         score: detector confidence in [0, 1].
-        keypoints_xy: (6, 2) float64 image pixels: right eye, left eye, nose tip, mouth, right ear, left ear
-            (MediaPipe order, the subject's right/left).
+        keypoints_xy: (K, 2) float64 image pixels: the eyes, nose tip and mouth first (YuNet: right eye, left
+            eye, nose tip, right and left mouth corner; BlazeFace: right eye, left eye, nose tip, mouth centre,
+            right ear, left ear; the subject's right/left).
     """
 
     box_xyxy: np.ndarray
     score: float
-    keypoints_xy: np.ndarray = field(default_factory=lambda: np.zeros((6, 2)))
+    keypoints_xy: np.ndarray = field(default_factory=lambda: np.zeros((5, 2)))
+
+
+class _YuNet:
+    def __init__(self, model_path: Path, options: DetectorOptions):
+        if not hasattr(cv2, "FaceDetectorYN"):
+            raise ImportError("the yunet detector needs OpenCV >= 4.8 (cv2.FaceDetectorYN): pip install opencv-contrib-python")
+        self._net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), options.min_confidence, 0.3, 5000)
+        self._size = (0, 0)
+
+    def __call__(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        height, width = image_bgr.shape[:2]
+        if self._size != (width, height):
+            self._net.setInputSize((width, height))
+            self._size = (width, height)
+        _, faces = self._net.detect(image_bgr)
+        found = []
+        for row in faces if faces is not None else []:
+            x, y, w, h = (float(v) for v in row[:4])
+            found.append((np.array([x, y, x + w, y + h]), float(row[14]), np.asarray(row[4:14], np.float64).reshape(5, 2)))
+        return found
+
+    def close(self) -> None:
+        self._net = None
+
+
+class _BlazeFace:
+    def __init__(self, model_path: Path, options: DetectorOptions):
+        try:
+            import mediapipe as mp
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError as error:
+            raise ImportError("the blazeface detector needs MediaPipe's Tasks API: pip install 'mediapipe>=1.2'") from error
+        self._mp = mp
+        detector_options = vision.FaceDetectorOptions(
+            base_options=BaseOptions(model_asset_path=str(model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            min_detection_confidence=options.min_confidence,
+        )
+        self._detector = vision.FaceDetector.create_from_options(detector_options)
+
+    def __call__(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        height, width = image_bgr.shape[:2]
+        rgb = np.ascontiguousarray(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))
+        result = self._detector.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=rgb))
+        found = []
+        for raw in result.detections:
+            box = raw.bounding_box
+            x0, y0 = float(box.origin_x), float(box.origin_y)
+            score = float(raw.categories[0].score) if raw.categories else 0.0
+            keypoints = np.array([[k.x * width, k.y * height] for k in raw.keypoints], np.float64).reshape(-1, 2)
+            found.append((np.array([x0, y0, x0 + float(box.width), y0 + float(box.height)]), score, keypoints))
+        return found
+
+    def close(self) -> None:
+        self._detector.close()
 
 
 class FaceDetector:
-    """MediaPipe face detector: ``detect(image_bgr) -> list[Detection]``, best score first.
+    """Face detector: ``detect(image_bgr) -> list[Detection]``, best score first.
 
     Use as a context manager or call :meth:`close`. Not thread-safe: one detector per thread.
+
+    Args:
+        options: detector options.
+        assets_dir: the asset folder holding the model file (default ``DRTN_ASSETS``, then the user cache).
     """
 
-    def __init__(self, options: DetectorOptions | None = None):
+    def __init__(self, options: DetectorOptions | None = None, assets_dir: str | os.PathLike | None = None):
         self.options = options or DetectorOptions()
-        try:
-            import mediapipe as mp
-        except ImportError as error:
-            raise ImportError("face detection needs MediaPipe: pip install mediapipe==0.10.21") from error
-        self._solution = mp.solutions.face_detection.FaceDetection(
-            model_selection=_MODEL_SELECTION[self.options.model], min_detection_confidence=self.options.min_confidence
-        )
+        model_path = find_assets(assets_dir, required=(MODEL_FILES[self.options.model],)).path(MODEL_FILES[self.options.model])
+        self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Detect faces.
@@ -95,36 +161,33 @@ class FaceDetector:
         Returns:
             Detections sorted by score, highest first; empty when there is no face.
         """
-        if self._solution is None:
+        if self._impl is None:
             raise ValueError("FaceDetector is closed")
         image = to_bgr(image_bgr)
         height, width = image.shape[:2]
-        if min(height, width) < 8:  # nothing to find, and MediaPipe's resampler dislikes degenerate frames
+        if min(height, width) < 8:  # nothing to find, and the resamplers dislike degenerate frames
             return []
+        scale = 1.0
         shrink = self.options.max_input_side_px / max(height, width)
         if self.options.max_input_side_px and shrink < 1.0:
             image = cv2.resize(image, (max(round(width * shrink), 1), max(round(height * shrink), 1)), interpolation=cv2.INTER_AREA)
-        # MediaPipe reports boxes relative to the image, so they scale back to the full frame as they are
-        result = self._solution.process(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            scale = width / image.shape[1]
         detections = []
-        for raw in result.detections or []:
-            relative = raw.location_data.relative_bounding_box
-            x0, y0 = relative.xmin * width, relative.ymin * height
-            x1, y1 = x0 + relative.width * width, y0 + relative.height * height
-            box = np.array([max(x0, 0.0), max(y0, 0.0), min(x1, width - 1.0), min(y1, height - 1.0)])
-            if box[2] <= box[0] or box[3] <= box[1]:
+        for box, score, keypoints in self._impl(np.ascontiguousarray(image)):
+            box = box * scale
+            box = np.array([max(box[0], 0.0), max(box[1], 0.0), min(box[2], width - 1.0), min(box[3], height - 1.0)])
+            if box[2] <= box[0] or box[3] <= box[1] or score < self.options.min_confidence:
                 continue
             if (box[2] - box[0] + box[3] - box[1]) / 2 < self.options.min_face_size_px:
                 continue
-            keypoints = np.array([[k.x * width, k.y * height] for k in raw.location_data.relative_keypoints], dtype=np.float64)
-            detections.append(Detection(box, float(raw.score[0]) if raw.score else 0.0, keypoints.reshape(-1, 2)))
+            detections.append(Detection(box, score, keypoints * scale))
         detections.sort(key=lambda d: -d.score)
         return detections
 
     def close(self) -> None:
-        if self._solution is not None:
-            self._solution.close()
-            self._solution = None
+        if self._impl is not None:
+            self._impl.close()
+            self._impl = None
 
     def __enter__(self) -> "FaceDetector":
         return self

@@ -175,7 +175,7 @@ class FacePipeline:
         self.crop_size = int(backend.crop_size)
         self.morphable = morphable if morphable is not None else MorphableModel.load(self.options.assets_dir)
         self._owns_detector = detector is None
-        self.detector = detector if detector is not None else FaceDetector(self.options.detector)
+        self.detector = detector if detector is not None else FaceDetector(self.options.detector, self.options.assets_dir)
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = FaceSmoother(self.options.smoothing, self.morphable.stats, self.crop_size)
         self._last_timestamp_ms: float | None = None

@@ -92,10 +92,10 @@ def backend(assets_dir):
 
 
 @pytest.fixture(scope="session")
-def detector():
+def detector(assets_dir):
     from realtime.detector import FaceDetector
 
-    with FaceDetector() as face_detector:
+    with FaceDetector(assets_dir=assets_dir) as face_detector:
         yield face_detector
 
 
