@@ -68,9 +68,10 @@ def create_backend(kind: str, assets_dir: str | None = None, threads: int = 2):
 
 
 def run_video_command(args: argparse.Namespace) -> int:
-    """``main.py video``: annotated video + JSONL records."""
-    from realtime.overlay import create_overlay
+    """``main.py video``: annotated video (``--render mesh|depth|pncc``) + records (JSONL / CSV) + meshes."""
+    from realtime.outputs import MeshSequenceWriter
     from realtime.pipeline import FacePipeline
+    from realtime.render_modes import create_drawer
     from realtime.sources import open_source
     from realtime.threads import limit_blas_threads
     from realtime.video import process_video
@@ -78,17 +79,30 @@ def run_video_command(args: argparse.Namespace) -> int:
     limit_blas_threads(1)
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames: expected >= 1, got {args.max_frames}")
-    output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
+    if args.records_only and not args.records:
+        raise ValueError("--records-only needs --records FILE")
+    if args.records_only and args.output:
+        raise ValueError("--records-only writes no video: drop -o/--output")
+    output = None if args.records_only else Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     options = pipeline_options_from_args(args)
     with open_source(args.input, max_frames=args.max_frames) as source:
         backend = create_backend(args.backend, getattr(args, "assets", None))
         with FacePipeline(backend, options) as pipeline:
-            overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
+            drawer = None if output is None else create_drawer(args.render, pipeline, *source.frame_size, renderer=args.renderer)
+            meshes = MeshSequenceWriter(pipeline, args.mesh_dir, args.mesh_every, args.mesh_format, Path(str(args.input)).stem) if args.mesh_dir else None
             try:
-                summary = process_video(source, pipeline, output, args.records, overlay, progress=not args.no_progress)
+                summary = process_video(source, pipeline, output, args.records, drawer, progress=not args.no_progress,
+                                        records_format=args.records_format, source_name=str(args.input),
+                                        on_result=meshes.write if meshes is not None else None)  # fmt: skip
             finally:
-                overlay.close()
-    print(f"wrote {summary.frames} frames to {summary.output_path}" + (f", {summary.face_records} face records to {summary.records_path}" if summary.records_path else ""))
+                if drawer is not None:
+                    drawer.close()
+    written = [f"{summary.frames} frames" + (f" to {summary.output_path}" if summary.output_path else " (no video: --records-only)")]
+    if summary.records_path:
+        written.append(f"{summary.face_records} face records to {summary.records_path}")
+    if meshes is not None:
+        written.append(f"{meshes.files} meshes to {meshes.out_dir}")
+    print("wrote " + ", ".join(written))
     return 0 if summary.playable or summary.frames == 0 else 1
 
 
@@ -100,38 +114,38 @@ def default_demo_image(assets_dir: str | None) -> Path:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    """``main.py demo``: reconstruct every face of one image; write the overlay PNG and a JSON of the faces."""
-    import json
-
-    import cv2
-
-    from realtime.overlay import create_overlay
+    """``main.py demo``: every face of one image -- or of each photo of a folder, photo by photo -- to
+    render(s), a JSON naming the source, and meshes on request (:mod:`realtime.outputs`)."""
+    from realtime.outputs import MESH_FORMATS, PhotoProcessor, process_folder
     from realtime.pipeline import FacePipeline, RunningMode
-    from realtime.sources import Frame
-    from realtime.video import face_record
+    from realtime.render_modes import parse_render_modes
 
+    modes = parse_render_modes(args.render)
     image_path = Path(args.image) if args.image else default_demo_image(getattr(args, "assets", None))
-    if not image_path.is_file():
-        raise FileNotFoundError(f"image not found: {image_path} (pass an image path)")
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image {image_path}")
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    folder = image_path.is_dir()
+    if not folder and not image_path.is_file():
+        raise FileNotFoundError(f"image not found: {image_path} (pass an image file or a folder of photos)")
+    mesh_formats = tuple(part.strip() for part in (args.meshes or "").split(",") if part.strip())
+    if any(kind not in MESH_FORMATS for kind in mesh_formats):
+        raise ValueError(f"--meshes: expected a comma-separated list of {', '.join(MESH_FORMATS)}, got {args.meshes!r}")
+    if folder and (args.obj or args.ply):
+        raise ValueError("--obj / --ply name the mesh files of one image; for a folder use --meshes obj,ply")
+    if not folder and (args.out_dir or mesh_formats):
+        raise ValueError("--out-dir / --meshes are for a folder of photos; for one image use -o, --obj, --ply")
     backend = create_backend(args.backend, getattr(args, "assets", None))
-    with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline:
-        frame = Frame(image, 0.0, 0)
-        result = pipeline.process(frame)
-        overlay = create_overlay(args.renderer, pipeline, image.shape[1], image.shape[0])
-        try:
-            annotated = overlay.draw(image, result.faces)
-        finally:
-            overlay.close()
-    if not cv2.imwrite(str(output), annotated):
-        raise ValueError(f"cannot write {output} (use a .png or .jpg name)")
-    records = output.with_suffix(".json")
-    records.write_text(json.dumps([face_record(frame, face) for face in result.faces]))
-    print(f"{len(result.faces)} face(s) in {image_path}: wrote {output} and {records}")
+    with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline, \
+            PhotoProcessor(pipeline, modes, args.renderer, texture=args.texture) as processor:  # fmt: skip
+        if folder:
+            out_dir = Path(args.out_dir) if args.out_dir else Path("out") / image_path.name
+            summary = process_folder(processor, image_path, out_dir, mesh_formats)
+            for path, reason in summary.skipped:
+                print(f"skipped {path}: {reason}")
+            faces = sum(photo.faces for photo in summary.photos)
+            print(f"{len(summary.photos)} photo(s), {faces} face(s) from {image_path}: wrote {out_dir}" + (f"; skipped {len(summary.skipped)} file(s)" if summary.skipped else ""))
+            return 0 if summary.photos else 1
+        output = Path(args.output)
+        photo = processor.process(image_path, output, output.with_suffix(".json"), args.obj, args.ply)
+    print(f"{photo.faces} face(s) in {image_path}: wrote " + ", ".join(str(path) for path in photo.files))
     return 0
 
 
@@ -155,14 +169,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
     video.add_argument("--records", default=None, metavar="JSONL", help="write one JSON record per face per frame here")
     video.add_argument("--renderer", choices=("gl", "cv"), default="gl", help="mesh overlay: OpenGL (default; falls back to cv when no GL context) or OpenCV wireframe")
+    video.add_argument("--render", choices=("mesh", "depth", "pncc"), default="mesh", help="what the video shows: the mesh overlay (default), a depth map or a PNCC map (OpenGL)")
+    video.add_argument("--records-only", action="store_true", help="write the --records file only, no video")
+    video.add_argument("--records-format", choices=("jsonl", "csv"), default=None, help="records file format (default: csv for a .csv name, else jsonl)")
+    video.add_argument("--mesh-dir", default=None, metavar="DIR", help="write each face's mesh every --mesh-every frames here (DIR/<input>_f<frame>_t<track>.obj)")
+    video.add_argument("--mesh-every", type=int, default=1, metavar="N", help="with --mesh-dir: every N-th frame (default 1)")
+    video.add_argument("--mesh-format", choices=("obj", "ply"), default="obj", help="with --mesh-dir: obj (default, with UVs) or ply")
     video.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     video.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pipeline_arguments(video)
     video.set_defaults(handler=run_video_command)
 
-    demo = commands.add_parser("demo", help="reconstruct the faces of one image (default: the bundled sample) to a PNG", description="Detect, reconstruct and draw every face of one image.")
-    demo.add_argument("image", nargs="?", default=None, help="image file (default: samples/images/emma.jpg beside the asset folder)")
+    demo = commands.add_parser("demo", help="reconstruct the faces of one image or of each photo of a folder (default: the bundled sample)", description="Detect, reconstruct and draw every face of one image, or of each photo of a folder on its own (no tracking between photos).")
+    demo.add_argument("image", nargs="?", default=None, help="image file or folder of photos (default: samples/images/emma.jpg beside the asset folder)")
     demo.add_argument("-o", "--output", default="out/demo.png", help="annotated image to write (default out/demo.png; faces as JSON beside it)")
+    demo.add_argument("--out-dir", default=None, metavar="DIR", help="folder input: write DIR/<name>.png and DIR/<name>.json per photo (default out/<folder name>)")
+    demo.add_argument("--render", default="mesh", metavar="MODES", help="comma-separated renders: mesh (overlay), depth, pncc; the first goes to the output, others to <name>_<mode>.png (default mesh)")
+    demo.add_argument("--obj", default=None, metavar="F.obj", help="one image: write each face's mesh as OBJ with UVs (F.obj, F_1.obj, ...)")
+    demo.add_argument("--ply", default=None, metavar="F.ply", help="one image: write each face's mesh as PLY (F.ply, F_1.ply, ...)")
+    demo.add_argument("--meshes", default=None, metavar="FORMATS", help="folder input: also write meshes, obj and/or ply (e.g. obj,ply)")
+    demo.add_argument("--texture", action="store_true", help="with meshes: sample a UV texture (OBJ: .mtl + .png) / vertex colours (PLY) from the photo")
     demo.add_argument("--renderer", choices=("gl", "cv"), default="gl", help="mesh overlay: OpenGL (falls back to cv) or OpenCV wireframe")
     add_pipeline_arguments(demo)
     demo.set_defaults(handler=run_demo_command)

@@ -7,18 +7,11 @@ every line is a complete record. Ctrl-C and SIGTERM let the current frame finish
 records hold the same frames (a second Ctrl-C stops at once). A hard kill (SIGKILL) cannot be caught: the mp4
 index is then missing.
 
-One JSON record per face per frame::
-
-    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93,
-     "roi_box": [x0, y0, x1, y1], "pose": {"yaw": 10.2, "pitch": -3.1, "roll": 0.4},
-     "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62]}
-
-Image pixels, x right, y down; angles in degrees; ``params`` de-normalised, relative to ``roi_box``
-(see :class:`realtime.pipeline.FaceResult`).
+One record per face per frame, JSONL or CSV, with a schema version and the source's name, size and frame rate:
+see :mod:`realtime.records`. ``output_path=None`` writes the records only (``--records-only``).
 """
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import threading
@@ -28,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from realtime.pipeline import FacePipeline, FaceResult
+from realtime.records import RecordWriter, SourceInfo
+from realtime.records import face_record as _face_record
 from realtime.sources import Frame, FrameSource
 
 LOGGER = logging.getLogger(__name__)
@@ -52,25 +46,15 @@ class VideoSummary:
 
     frames: int
     face_records: int
-    output_path: Path
+    output_path: Path | None
     records_path: Path | None
     playable: bool
     seconds: float
 
 
-def face_record(frame: Frame, face: FaceResult) -> dict:
-    """The JSON record of one face in one frame (see the module docstring)."""
-    return {
-        "frame_index": int(frame.index),
-        "timestamp_ms": round(float(frame.timestamp_ms), 3),
-        "track_id": int(face.track_id),
-        "detection_score": round(float(face.detection_score), 4),
-        "roi_box": np.round(np.asarray(face.roi_box, dtype=np.float64), 2).tolist(),
-        "pose": {"yaw": round(face.yaw, 3), "pitch": round(face.pitch, 3), "roll": round(face.roll, 3)},
-        "landmarks_2d": np.round(face.landmarks_2d.astype(np.float64), 2).tolist(),
-        "landmarks_3d": np.round(face.landmarks_3d.astype(np.float64), 2).tolist(),
-        "params": [float(f"{value:.7g}") for value in np.asarray(face.params, dtype=np.float64)],
-    }
+def face_record(frame: Frame, face: FaceResult, source: SourceInfo | None = None) -> dict:
+    """The JSON record of one face in one frame (:func:`realtime.records.face_record`)."""
+    return _face_record(frame, face, source)
 
 
 def check_playable(path: str | Path) -> bool:
@@ -123,29 +107,39 @@ def process_video(
     records_path: str | Path | None = None,
     overlay=None,
     progress: bool = True,
+    records_format: str | None = None,
+    source_name: str | None = None,
+    on_result=None,
 ) -> VideoSummary:
     """Run ``pipeline`` over ``source``, writing the annotated video and the records.
 
     Args:
         source: an open frame source (its ``fps`` and ``frame_size`` set the output's).
         pipeline: a VIDEO-mode pipeline.
-        output_path: the ``.mp4`` to write (parent folders are created).
-        records_path: the ``.jsonl`` to write, or ``None``.
+        output_path: the ``.mp4`` to write (parent folders are created), or ``None`` for records only.
+        records_path: the ``.jsonl`` / ``.csv`` to write, or ``None``.
         overlay: an :mod:`realtime.overlay` drawer; ``None`` writes the frames unannotated.
         progress: show a tqdm progress bar.
+        records_format: ``"jsonl"`` or ``"csv"`` (default: from the suffix).
+        source_name: the source as named in the records (default: unnamed).
+        on_result: optional ``(Frame, FrameResult) -> None`` called after each frame (e.g. mesh export).
     Returns:
         a :class:`VideoSummary`; on an exception or interrupt the files are closed first and the exception
         propagates (the partial outputs stay valid).
     """
     from tqdm import tqdm
 
-    output_path = Path(output_path)
+    output_path = Path(output_path) if output_path is not None else None
     records_path = Path(records_path) if records_path is not None else None
-    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if output_path is None and records_path is None:
+        raise ValueError("process_video: nothing to write (no output video and no records path)")
     width, height = source.frame_size
-    writer = cv2.VideoWriter(str(output_path), cv2.VideoWriter_fourcc(*FOURCC), float(source.fps), (int(width), int(height)))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot write video {output_path} ({FOURCC}, {width}x{height} at {source.fps} fps)")
+    writer = None
+    if output_path is not None:
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(output_path), cv2.VideoWriter_fourcc(*FOURCC), float(source.fps), (int(width), int(height)))
+        if not writer.isOpened():
+            raise RuntimeError(f"cannot write video {output_path} ({FOURCC}, {width}x{height} at {source.fps} fps)")
     records = None
     frames = face_records = 0
     start = time.perf_counter()
@@ -154,28 +148,30 @@ def process_video(
         total = min(total or source.max_frames, source.max_frames)
     try:
         if records_path is not None:
-            records_path.parent.mkdir(parents=True, exist_ok=True)
-            records = open(records_path, "w", encoding="utf-8")
-        with _signals_stop_at_frame_end() as stop, tqdm(total=total, unit="frame", disable=not progress, desc=output_path.name) as bar:
+            info = SourceInfo(source_name or "", int(width), int(height), float(source.fps))
+            records = RecordWriter(records_path, info, records_format, getattr(pipeline, "crop_size", 120))
+        name = (output_path or records_path).name
+        with _signals_stop_at_frame_end() as stop, tqdm(total=total, unit="frame", disable=not progress, desc=name) as bar:
             for frame in source:
                 stop.check()
                 result = pipeline.process(frame)
-                image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
-                if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
-                    image = cv2.resize(image, (int(width), int(height)), interpolation=cv2.INTER_AREA)
-                writer.write(image)
+                if writer is not None:
+                    image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
+                    if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
+                        image = cv2.resize(image, (int(width), int(height)), interpolation=cv2.INTER_AREA)
+                    writer.write(image)
                 frames += 1
                 if records is not None:
-                    for face in result.faces:
-                        records.write(json.dumps(face_record(frame, face)) + "\n")
-                        face_records += 1
-                    records.flush()  # every line on disk is a whole record, whatever happens next
+                    face_records += records.write(frame, result.faces)  # flushed: every line on disk is whole
+                if on_result is not None:
+                    on_result(frame, result)
                 bar.update(1)
     finally:
-        writer.release()
+        if writer is not None:
+            writer.release()
         if records is not None:
             records.close()
-        playable = frames > 0 and check_playable(output_path)
+        playable = frames > 0 and (output_path is None or check_playable(output_path))
         if frames and not playable:
             LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
         else:

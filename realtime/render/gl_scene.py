@@ -76,8 +76,11 @@ def check_gl_version(required: tuple[int, int] = REQUIRED_GL_VERSION) -> dict[st
 _MESH_VERTEX = """#version 330 core
 layout(location = 0) in vec3 a_position;
 layout(location = 1) in vec3 a_normal;
+layout(location = 2) in vec3 a_color;
 uniform mat4 u_view_projection;
 uniform vec4 u_color;
+uniform bool u_vertex_colors; // per-vertex RGB (a_color) instead of u_color.rgb
+uniform bool u_lit;           // false: write the colour unshaded (depth / PNCC maps)
 uniform vec4 u_eye;        // w = 0: direction towards the viewer; w = 1: eye position (world)
 uniform vec3 u_light;      // unit direction towards the key light (world)
 out vec3 v_rgb;
@@ -88,7 +91,8 @@ void main() {
     float key = max(dot(normal, u_light), 0.0);
     float head = max(dot(normal, view), 0.0);
     float specular = pow(max(dot(normal, normalize(u_light + view)), 0.0), 24.0);
-    v_rgb = min(u_color.rgb * (0.25 + 0.55 * key + 0.25 * head) + vec3(0.25 * specular), vec3(1.0));
+    vec3 base = u_vertex_colors ? a_color : u_color.rgb;
+    v_rgb = u_lit ? min(base * (0.25 + 0.55 * key + 0.25 * head) + vec3(0.25 * specular), vec3(1.0)) : base;
     gl_Position = u_view_projection * vec4(a_position, 1.0);
 }
 """
@@ -190,7 +194,8 @@ class _MeshBuffers:
 
     def __init__(self):
         self.vao = GL.glGenVertexArrays(1)
-        self.vbo, self.ebo = GL.glGenBuffers(2)
+        self.vbo, self.ebo, self.color_vbo = GL.glGenBuffers(3)
+        self.color_capacity = 0  # bytes; the colour attribute is enabled only for meshes with vertex colours
         self.vertex_capacity = 0  # bytes
         self.index_capacity = 0  # bytes
         self.index_count = 0
@@ -203,6 +208,24 @@ class _MeshBuffers:
         _vertex_attrib_pointer(0, 3, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(0))
         GL.glEnableVertexAttribArray(1)
         _vertex_attrib_pointer(1, 3, GL.GL_FLOAT, GL.GL_FALSE, stride, ctypes.c_void_p(12))
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.color_vbo)
+        _vertex_attrib_pointer(2, 3, GL.GL_FLOAT, GL.GL_FALSE, 12, ctypes.c_void_p(0))
+        GL.glBindVertexArray(0)
+
+    def upload_colors(self, colors: np.ndarray | None) -> None:
+        """Per-vertex RGB (K, 3) float32 into the colour buffer (attribute 2), or ``None`` to switch it off."""
+        GL.glBindVertexArray(self.vao)
+        if colors is None:
+            GL.glDisableVertexAttribArray(2)
+        else:
+            colors = np.ascontiguousarray(colors, dtype=np.float32)
+            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.color_vbo)
+            if colors.nbytes > self.color_capacity:
+                self.color_capacity = colors.nbytes
+                GL.glBufferData(GL.GL_ARRAY_BUFFER, colors.nbytes, colors, GL.GL_DYNAMIC_DRAW)
+            else:
+                GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, colors.nbytes, colors)
+            GL.glEnableVertexAttribArray(2)
         GL.glBindVertexArray(0)
 
     def upload(self, vertices: np.ndarray, normals: np.ndarray, triangles: np.ndarray) -> None:
@@ -231,7 +254,7 @@ class _MeshBuffers:
         GL.glBindVertexArray(0)
 
     def delete(self) -> None:
-        GL.glDeleteBuffers(2, [self.vbo, self.ebo])
+        GL.glDeleteBuffers(3, [self.vbo, self.ebo, self.color_vbo])
         GL.glDeleteVertexArrays(1, [self.vao])
 
 
@@ -264,7 +287,7 @@ class SceneRendererGL:
         self.info = check_gl_version()
         LOGGER.debug("OpenGL %s on %s", self.info["version"], self.info["renderer"])
         self._mesh_program = _Program.build(
-            _MESH_VERTEX, _MESH_FRAGMENT, "mesh", ("u_view_projection", "u_color", "u_eye", "u_light", "u_premultiply")
+            _MESH_VERTEX, _MESH_FRAGMENT, "mesh", ("u_view_projection", "u_color", "u_eye", "u_light", "u_premultiply", "u_vertex_colors", "u_lit")
         )
         self._flat_program = _Program.build(
             _FLAT_VERTEX, _FLAT_FRAGMENT, "overlay", ("u_view_projection", "u_color", "u_point_size", "u_round")
@@ -376,10 +399,17 @@ class SceneRendererGL:
         GL.glDepthFunc(GL.GL_LESS)
         for buffers, mesh in zip(self._meshes, meshes):
             buffers.upload(mesh.vertices_image, vertex_normals(mesh.vertices_image, mesh.triangles), mesh.triangles)
+            buffers.upload_colors(mesh.vertex_colors)
+
+        def set_mesh_uniforms(mesh: MeshDraw) -> None:
+            GL.glUniform4fv(program.uniforms["u_color"], 1, np.asarray(mesh.color, dtype=np.float32))
+            GL.glUniform1i(program.uniforms["u_vertex_colors"], int(mesh.vertex_colors is not None))
+            GL.glUniform1i(program.uniforms["u_lit"], int(mesh.lit))
+
         if layer:  # one opaque pass: the nearest surface wins, its alpha goes to the layer
             GL.glDisable(GL.GL_BLEND)
             for buffers, mesh in zip(self._meshes, meshes):
-                GL.glUniform4fv(program.uniforms["u_color"], 1, np.asarray(mesh.color, dtype=np.float32))
+                set_mesh_uniforms(mesh)
                 buffers.draw()
         else:
             GL.glEnable(GL.GL_BLEND)
@@ -392,7 +422,7 @@ class SceneRendererGL:
             GL.glColorMask(GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE, GL.GL_TRUE)
             GL.glDepthFunc(GL.GL_LEQUAL)
             for buffers, mesh in zip(self._meshes, meshes):
-                GL.glUniform4fv(program.uniforms["u_color"], 1, np.asarray(mesh.color, dtype=np.float32))
+                set_mesh_uniforms(mesh)
                 buffers.draw()
             GL.glDepthFunc(GL.GL_LESS)
         GL.glDisable(GL.GL_DEPTH_TEST)

@@ -35,11 +35,16 @@ class MeshDraw:
         vertices_image: (K, 3) float32 world coordinates (image pixels for overlays, see module doc).
         triangles: (T, 3) int32 vertex indices; winding does not matter (lighting is two-sided).
         color: RGBA in [0, 1]; alpha < 1 makes the mesh semi-transparent over what is behind it.
+        vertex_colors: optional (K, 3) float32 RGB in [0, 1] per vertex, interpolated across triangles
+            (replaces ``color``'s RGB; its alpha still applies): depth and PNCC maps.
+        lit: shade with the key light; ``False`` writes the colours as they are (data maps must not be lit).
     """
 
     vertices_image: np.ndarray
     triangles: np.ndarray
     color: Color = MESH_COLOR
+    vertex_colors: np.ndarray | None = None
+    lit: bool = True
 
     def __post_init__(self):
         vertices = np.ascontiguousarray(self.vertices_image, dtype=np.float32)
@@ -59,6 +64,11 @@ class MeshDraw:
         object.__setattr__(self, "vertices_image", vertices)
         object.__setattr__(self, "triangles", np.ascontiguousarray(triangles, dtype=np.int32))
         object.__setattr__(self, "color", _check_color(self.color, "MeshDraw"))
+        if self.vertex_colors is not None:
+            colors = np.ascontiguousarray(self.vertex_colors, dtype=np.float32)
+            if colors.shape != (len(vertices), 3) or not np.isfinite(colors).all():
+                raise ValueError(f"MeshDraw: vertex_colors must be finite ({len(vertices)}, 3), got shape {colors.shape}")
+            object.__setattr__(self, "vertex_colors", colors)
 
 
 @dataclass(frozen=True)
