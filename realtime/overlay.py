@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from drtn.morphable import DENSE_GRID
-from drtn.params import decompose_pose
+from realtime.results import face_rotation
 
 LOGGER = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def draw_annotations(image_bgr: np.ndarray, faces: Sequence, options: OverlayOpt
 
 def _draw_axes(image_bgr: np.ndarray, face, length: float) -> None:
     """Head axes at the nose tip (landmark 30): x red, y green, z (out of the face) blue."""
-    _, rotation, _ = decompose_pose(np.asarray(face.params[:12], dtype=np.float64).reshape(3, 4))
-    rotation = rotation[0]
+    rotation = face_rotation(face.params)
     origin = face.landmarks_2d[30]
     for axis, color in ((0, (0, 0, 255)), (1, (0, 255, 0)), (2, (255, 0, 0))):
         # the model frame has y up, the image y down

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drtn.params import NUM_POSE, decompose_pose
+from drtn.params import NUM_POSE, FaceParams, decompose_pose
 from realtime.render.scene import AXIS_COLORS, LANDMARK_COLOR, MESH_COLOR, Color, LinesDraw, MeshDraw, Overlay, PointsDraw
 
 
@@ -37,7 +37,7 @@ def rotation_from_params(params: np.ndarray) -> np.ndarray:
 
     ``R`` maps model axes (x right, y up, z towards the viewer) into the model frame (same orientation).
     """
-    pose = np.asarray(params, dtype=np.float64).reshape(-1)[:NUM_POSE].reshape(3, 4)
+    pose = FaceParams.from_array(np.asarray(params, dtype=np.float64).reshape(-1)).pose[0]
     return decompose_pose(pose)[1][0]
 
 

@@ -398,7 +398,9 @@ class SceneRendererGL:
         GL.glEnable(GL.GL_DEPTH_TEST)
         GL.glDepthFunc(GL.GL_LESS)
         for buffers, mesh in zip(self._meshes, meshes):
-            buffers.upload(mesh.vertices_image, vertex_normals(mesh.vertices_image, mesh.triangles), mesh.triangles)
+            # unlit meshes (data maps) need no normals: skip the CPU pass over their triangles
+            normals = vertex_normals(mesh.vertices_image, mesh.triangles) if mesh.lit else np.zeros_like(mesh.vertices_image)
+            buffers.upload(mesh.vertices_image, normals, mesh.triangles)
             buffers.upload_colors(mesh.vertex_colors)
 
         def set_mesh_uniforms(mesh: MeshDraw) -> None:
