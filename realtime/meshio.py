@@ -148,8 +148,9 @@ def face_mesh(morphable, face, crop_size: int, image_size: tuple[int, int], topo
     return FaceMesh(vertices, topology.triangles, topology.uv, (width, height))
 
 
-def sample_vertex_colors(image_bgr: np.ndarray, mesh: FaceMesh) -> np.ndarray:
-    """(K, 3) uint8 RGB: the photo's colour under each vertex (bilinear; black outside the photo)."""
+def sample_vertex_colors(image_bgr: np.ndarray, mesh: FaceMesh, visibility: bool = True) -> np.ndarray:
+    """(K, 3) uint8 RGB: the photo's colour under each vertex (bilinear; black outside the photo and, with
+    ``visibility``, at vertices hidden in the photo: :func:`visible_vertices`)."""
     image = mesh.vertices_image
     count, columns = len(image), 256  # remap maps must stay under 32767 rows
     rows = -(-count // columns)
@@ -158,13 +159,48 @@ def sample_vertex_colors(image_bgr: np.ndarray, mesh: FaceMesh) -> np.ndarray:
     map_x[:count], map_y[:count] = image[:, 0], image[:, 1]
     sampled = cv2.remap(np.asarray(image_bgr), map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT)  # fmt: skip
-    return np.ascontiguousarray(sampled.reshape(-1, 3)[:count, ::-1])
+    colors = np.ascontiguousarray(sampled.reshape(-1, 3)[:count, ::-1])
+    if visibility:
+        colors[~visible_vertices(mesh)] = 0
+    return colors
 
 
-def sample_texture(image_bgr: np.ndarray, mesh: FaceMesh, topology: MeshTopology, size: int = TEXTURE_SIZE) -> np.ndarray:
+def visible_vertices(mesh: FaceMesh, tolerance: float = 0.03) -> np.ndarray:
+    """(K,) bool: vertices not hidden by the mesh itself as seen by the camera (along -z in image space).
+
+    A z-buffer of the triangles (each at its nearest depth, drawn far to near with OpenCV) at the photo's pixels;
+    a vertex is visible when it lies within ``tolerance`` x the face's width of the nearest surface at its pixel.
+    Vertices outside the photo count as hidden.
+    """
+    vertices = mesh.vertices_image.astype(np.float64)
+    width, height = mesh.image_size
+    low = np.floor(vertices[:, :2].min(axis=0)).astype(int)
+    high = np.ceil(vertices[:, :2].max(axis=0)).astype(int) + 1
+    origin = np.maximum(low, 0)
+    size = np.minimum(high, [width, height]) - origin
+    visible = np.zeros(len(vertices), dtype=bool)
+    if (size <= 0).any():
+        return visible
+    zbuffer = np.full((size[1], size[0]), -np.inf, dtype=np.float32)
+    triangles = np.asarray(mesh.triangles)
+    depth = vertices[triangles, 2].max(axis=1)
+    shift = 2
+    corners = np.round((vertices[triangles, :2] - origin) * (1 << shift)).astype(np.int32)
+    for index in np.argsort(depth):  # far first: nearer triangles overwrite
+        cv2.fillConvexPoly(zbuffer, corners[index], float(depth[index]), lineType=cv2.LINE_8, shift=shift)
+    pixel = np.round(vertices[:, :2]).astype(int) - origin
+    inside = (pixel >= 0).all(axis=1) & (pixel < size).all(axis=1)
+    face_width = float(np.ptp(vertices[:, 0]))
+    nearest = zbuffer[pixel[inside, 1], pixel[inside, 0]]
+    visible[inside] = vertices[inside, 2] >= nearest - tolerance * face_width
+    return visible
+
+
+def sample_texture(image_bgr: np.ndarray, mesh: FaceMesh, topology: MeshTopology, size: int = TEXTURE_SIZE, visibility: bool = True) -> np.ndarray:
     """A ``size x size`` BGR texture in the mesh's UV layout, each texel sampled from the photo where its
-    surface point lies in the image (bilinear). Texels outside every triangle stay black. No visibility test:
-    the far side of a strongly turned face samples whatever covers it in the photo (3DDFA_V2 does the same).
+    surface point lies in the image (bilinear). Texels outside every triangle stay black, and with
+    ``visibility`` so do texels of triangles hidden in the photo (:func:`visible_vertices`: the far side of a
+    turned face would otherwise sample the background or the nose in front of it).
 
     Returns:
         (size, size, 3) uint8 BGR, row 0 at the top (v = 1).
@@ -172,6 +208,9 @@ def sample_texture(image_bgr: np.ndarray, mesh: FaceMesh, topology: MeshTopology
     found, weights = topology.texel_map(size)
     image_xy = mesh.vertices_image[:, :2].astype(np.float64)
     inside = found >= 0
+    if visibility:
+        seen = visible_vertices(mesh)[topology.triangles].all(axis=1)  # (T,) every corner visible
+        inside &= seen[np.maximum(found, 0)]
     corners = image_xy[topology.triangles[found[inside]]]  # (M, 3, 2)
     points = (corners * weights[inside][:, :, None]).sum(axis=1)
     map_x = np.full(size * size, -1.0, dtype=np.float32)

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.meshio import FaceMesh, MeshTopology, face_mesh, numbered_paths, read_obj, read_ply, sample_texture, sample_vertex_colors, write_obj, write_ply
+from realtime.meshio import (FaceMesh, MeshTopology, face_mesh, numbered_paths, read_obj, read_ply, sample_texture, sample_vertex_colors,
+                             visible_vertices, write_obj, write_ply)  # fmt: skip
 
 
 def _tetrahedron() -> FaceMesh:
@@ -97,11 +98,11 @@ def test_texture_and_vertex_colours_sample_the_photo(morphable, topology):
     photo = np.zeros((400, 400, 3), np.uint8)
     photo[:, :200] = (0, 0, 255)  # left half red (BGR), right half green
     photo[:, 200:] = (0, 255, 0)
-    colors = sample_vertex_colors(photo, mesh)
+    colors = sample_vertex_colors(photo, mesh, visibility=False)
     left = mesh.vertices_image[:, 0] < 190
     right = mesh.vertices_image[:, 0] > 210
     assert (colors[left] == [255, 0, 0]).all() and (colors[right] == [0, 255, 0]).all()  # RGB
-    texture = sample_texture(photo, mesh, topology, size=128)
+    texture = sample_texture(photo, mesh, topology, size=128, visibility=False)
     covered, _ = topology.texel_map(128)
     covered = covered.reshape(128, 128) >= 0
     assert covered.mean() > 0.5
@@ -112,3 +113,24 @@ def test_texture_and_vertex_colours_sample_the_photo(morphable, topology):
     green = (texture[:, :, 1] > 200) & covered
     assert red.sum() > 100 and green.sum() > 100
     assert np.nonzero(red)[1].mean() != pytest.approx(np.nonzero(green)[1].mean(), abs=10)
+
+
+def test_turned_face_hides_its_far_side(morphable, topology):
+    """Frontal: almost every vertex is seen. Turned 60 degrees: the far cheek is hidden (and sampled black),
+    the near cheek and the nose tip stay visible."""
+    from drtn.params import compose_pose, euler_to_rotation
+
+    face = _frontal_face(morphable)
+    frontal = visible_vertices(face_mesh(morphable, face, 120, (400, 400), topology))
+    assert frontal.mean() > 0.85  # the rest: grazing sides under the chin and by the ears
+    params = face.params.astype(np.float64).copy()
+    params[:12] = compose_pose(5e-4, euler_to_rotation(0.0, np.radians(60), 0.0), np.array([[60.0, 60.0, 0.0]]))[0].reshape(-1)
+    turned = face_mesh(morphable, SimpleNamespace(params=params, roi_box=face.roi_box, track_id=0), 120, (400, 400), topology)
+    seen = visible_vertices(turned)
+    model_x = morphable.display_mean[:, 0] - morphable.display_mean[:, 0].mean()  # the subject's left/right
+    one_side, other_side = seen[model_x > 30000].mean(), seen[model_x < -30000].mean()
+    assert min(one_side, other_side) < 0.4 and max(one_side, other_side) > 0.9
+    assert seen[np.argmax(turned.vertices[:, 2])]  # the nearest point is visible
+    photo = np.full((400, 400, 3), 200, np.uint8)
+    colors = sample_vertex_colors(photo, turned)
+    assert (colors[~seen] == 0).all() and (colors[seen] == 200).all()
