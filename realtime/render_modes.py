@@ -81,7 +81,6 @@ class MapDrawer:
             self._renderer = render.OverlayRenderer(width, height)
         except Exception as error:  # no EGL / OSMesa / GL 3.3
             raise RuntimeError(f"--render {self.name} needs OpenGL, which cannot start at {width}x{height} ({error})") from error
-        self._camera = render.ImageCamera(width, height)
         self._size = (width, height)
 
     def meshes(self, faces: Sequence, width: int, height: int) -> list:
@@ -101,10 +100,9 @@ class MapDrawer:
         """(H, W, 3) uint8 BGR map of ``faces`` (``FaceResult``) at the size of ``image_bgr`` (its pixels unused)."""
         height, width = image_bgr.shape[:2]
         self._ensure(width, height)
-        meshes = self.meshes(faces, width, height)
-        if not meshes:
-            return np.zeros((height, width, 3), dtype=np.uint8)
-        return self._renderer.render_view(self._camera, meshes, (0.0, 0.0, 0.0, 1.0))
+        black = np.zeros((height, width, 3), dtype=np.uint8)
+        # the overlay path: only the faces' box is drawn (one opaque depth-tested pass) and read back
+        return self._renderer.render(black, self.meshes(faces, width, height))
 
     def close(self) -> None:
         renderer, self._renderer = self._renderer, None
