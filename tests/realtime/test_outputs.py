@@ -165,3 +165,26 @@ def test_api_image_and_video_modes(backend, samples_dir, assets_dir, tmp_path):
             tracker.detect(photo)
     with pytest.raises(ValueError, match="result_callback"):
         FaceTrackerOptions(running_mode=RunningMode.LIVE_STREAM)
+
+
+def test_api_live_stream_calls_back_with_typed_results(backend, samples_dir, assets_dir):
+    import threading
+
+    import cv2
+
+    from realtime.api import FaceTracker, FaceTrackerOptions, RunningMode
+
+    photo = cv2.imread(str(samples_dir / "images" / "trump_hillary.jpg"))
+    received, done = [], threading.Event()
+
+    def on_result(result, image, timestamp_ms):
+        received.append((len(result.faces), image.shape, timestamp_ms, result.faces[0].pose.matrix_image.shape))
+        done.set()
+
+    options = FaceTrackerOptions(running_mode=RunningMode.LIVE_STREAM, assets_dir=str(assets_dir), result_callback=on_result)
+    with FaceTracker(options, backend=backend) as tracker:
+        tracker.detect_async(photo, 40.0)
+        assert done.wait(60)
+        with pytest.raises(ValueError, match="detect is for IMAGE mode"):
+            tracker.detect(photo)
+    assert received[0] == (2, photo.shape, 40.0, (4, 4))
