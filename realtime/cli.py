@@ -83,6 +83,9 @@ def run_video_command(args: argparse.Namespace) -> int:
         raise ValueError("--records-only needs --records FILE")
     if args.records_only and args.output:
         raise ValueError("--records-only writes no video: drop -o/--output")
+    if Path(str(args.input)).is_dir():
+        LOGGER.warning("%s is processed as one clip: tracking and smoothing carry from image to image; for unrelated "
+                       "photos use `demo %s --out-dir DIR` (each photo on its own)", args.input, args.input)  # fmt: skip
     output = None if args.records_only else Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     options = pipeline_options_from_args(args)
     with open_source(args.input, max_frames=args.max_frames) as source:
