@@ -148,9 +148,18 @@ def face_mesh(morphable, face, crop_size: int, image_size: tuple[int, int], topo
     return FaceMesh(vertices, topology.triangles, topology.uv, (width, height))
 
 
-def sample_vertex_colors(image_bgr: np.ndarray, mesh: FaceMesh, visibility: bool = True) -> np.ndarray:
+def _visible(mesh: FaceMesh, visibility: bool | np.ndarray) -> np.ndarray | None:
+    """``visibility`` as a (K,) bool mask: ``True`` -> :func:`visible_vertices`, ``False`` -> ``None`` (all seen)."""
+    if isinstance(visibility, np.ndarray):
+        if visibility.shape != (len(mesh.vertices),):
+            raise ValueError(f"visibility: expected a ({len(mesh.vertices)},) mask, got shape {visibility.shape}")
+        return visibility.astype(bool)
+    return visible_vertices(mesh) if visibility else None
+
+
+def sample_vertex_colors(image_bgr: np.ndarray, mesh: FaceMesh, visibility: bool | np.ndarray = True) -> np.ndarray:
     """(K, 3) uint8 RGB: the photo's colour under each vertex (bilinear; black outside the photo and, with
-    ``visibility``, at vertices hidden in the photo: :func:`visible_vertices`)."""
+    ``visibility``, at vertices hidden in the photo: :func:`visible_vertices`, or a given (K,) mask)."""
     image = mesh.vertices_image
     count, columns = len(image), 256  # remap maps must stay under 32767 rows
     rows = -(-count // columns)
@@ -160,8 +169,9 @@ def sample_vertex_colors(image_bgr: np.ndarray, mesh: FaceMesh, visibility: bool
     sampled = cv2.remap(np.asarray(image_bgr), map_x.reshape(rows, columns), map_y.reshape(rows, columns), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT)  # fmt: skip
     colors = np.ascontiguousarray(sampled.reshape(-1, 3)[:count, ::-1])
-    if visibility:
-        colors[~visible_vertices(mesh)] = 0
+    visible = _visible(mesh, visibility)
+    if visible is not None:
+        colors[~visible] = 0
     return colors
 
 
@@ -196,11 +206,12 @@ def visible_vertices(mesh: FaceMesh, tolerance: float = 0.03) -> np.ndarray:
     return visible
 
 
-def sample_texture(image_bgr: np.ndarray, mesh: FaceMesh, topology: MeshTopology, size: int = TEXTURE_SIZE, visibility: bool = True) -> np.ndarray:
+def sample_texture(image_bgr: np.ndarray, mesh: FaceMesh, topology: MeshTopology, size: int = TEXTURE_SIZE,
+                   visibility: bool | np.ndarray = True) -> np.ndarray:  # fmt: skip
     """A ``size x size`` BGR texture in the mesh's UV layout, each texel sampled from the photo where its
     surface point lies in the image (bilinear). Texels outside every triangle stay black, and with
-    ``visibility`` so do texels of triangles hidden in the photo (:func:`visible_vertices`: the far side of a
-    turned face would otherwise sample the background or the nose in front of it).
+    ``visibility`` so do texels of triangles hidden in the photo (:func:`visible_vertices`, or a given (K,)
+    mask: the far side of a turned face would otherwise sample the background or the nose in front of it).
 
     Returns:
         (size, size, 3) uint8 BGR, row 0 at the top (v = 1).
@@ -208,8 +219,9 @@ def sample_texture(image_bgr: np.ndarray, mesh: FaceMesh, topology: MeshTopology
     found, weights = topology.texel_map(size)
     image_xy = mesh.vertices_image[:, :2].astype(np.float64)
     inside = found >= 0
-    if visibility:
-        seen = visible_vertices(mesh)[topology.triangles].all(axis=1)  # (T,) every corner visible
+    visible = _visible(mesh, visibility)
+    if visible is not None:
+        seen = visible[topology.triangles].all(axis=1)  # (T,) every corner visible
         inside &= seen[np.maximum(found, 0)]
     corners = image_xy[topology.triangles[found[inside]]]  # (M, 3, 2)
     points = (corners * weights[inside][:, :, None]).sum(axis=1)

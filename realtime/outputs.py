@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.meshio import MeshTopology, face_mesh, numbered_paths, sample_texture, sample_vertex_colors, write_obj, write_ply
+from realtime.meshio import MeshTopology, face_mesh, numbered_paths, sample_texture, sample_vertex_colors, visible_vertices, write_obj, write_ply
 from realtime.records import SCHEMA_VERSION, SourceInfo, face_record
 from realtime.render_modes import create_drawer
 from realtime.sources import Frame
@@ -122,9 +122,8 @@ class PhotoProcessor:
             }
             records_json.write_text(json.dumps(document), encoding="utf-8")
             files.append(records_json)
-        for path, kind in ((obj_path, "obj"), (ply_path, "ply")):
-            if path is not None and result.faces:
-                files += write_face_meshes(self.pipeline, result.faces, image, path, kind, self.topology, self.texture)
+        if (obj_path is not None or ply_path is not None) and result.faces:
+            files += write_face_meshes(self.pipeline, result.faces, image, obj_path, ply_path, self.topology, self.texture)
         return PhotoSummary(image_path, len(result.faces), files)
 
     def close(self) -> None:
@@ -139,23 +138,26 @@ class PhotoProcessor:
         self.close()
 
 
-def write_face_meshes(pipeline, faces, image_bgr: np.ndarray, path: str | Path, kind: str, topology: MeshTopology, texture: bool = False) -> list[Path]:
-    """One mesh file per face: ``path``, then ``<stem>_1``, ``<stem>_2``, ... in face order.
+def write_face_meshes(pipeline, faces, image_bgr: np.ndarray, obj_path: str | Path | None, ply_path: str | Path | None,
+                      topology: MeshTopology, texture: bool = False) -> list[Path]:  # fmt: skip
+    """One mesh file per face and format: ``F.obj``, then ``F_1.obj``, ``F_2.obj``, ... in face order.
 
     Args:
-        kind: ``"obj"`` (with UVs; + ``.mtl`` / ``.png`` texture when ``texture``) or ``"ply"`` (with UVs as
-            ``s``, ``t``; + vertex colours when ``texture``).
+        obj_path: OBJ (with UVs; + ``.mtl`` / ``_texture.png`` when ``texture``), or ``None``.
+        ply_path: PLY (with UVs as ``s``, ``t``; + vertex colours when ``texture``), or ``None``.
+        texture: sample the photo; each face's mesh and visibility are computed once for both files.
     """
-    if kind not in MESH_FORMATS:
-        raise ValueError(f"mesh format: expected one of {MESH_FORMATS}, got {kind!r}")
     height, width = image_bgr.shape[:2]
     written: list[Path] = []
-    for face, target in zip(faces, numbered_paths(path, len(faces))):
+    obj_paths = numbered_paths(obj_path, len(faces)) if obj_path is not None else [None] * len(faces)
+    ply_paths = numbered_paths(ply_path, len(faces)) if ply_path is not None else [None] * len(faces)
+    for face, obj_target, ply_target in zip(faces, obj_paths, ply_paths):
         mesh = face_mesh(pipeline.morphable, face, pipeline.crop_size, (width, height), topology)
-        if kind == "obj":
-            written += write_obj(target, mesh, sample_texture(image_bgr, mesh, topology) if texture else None)
-        else:
-            written.append(write_ply(target, mesh, sample_vertex_colors(image_bgr, mesh) if texture else None))
+        visible = visible_vertices(mesh) if texture else None
+        if obj_target is not None:
+            written += write_obj(obj_target, mesh, sample_texture(image_bgr, mesh, topology, visibility=visible) if texture else None)
+        if ply_target is not None:
+            written.append(write_ply(ply_target, mesh, sample_vertex_colors(image_bgr, mesh, visibility=visible) if texture else None))
     return written
 
 
