@@ -123,11 +123,10 @@ def face_pose(params: np.ndarray, roi_box: np.ndarray, crop_size: int = CROP_SIZ
     if params.shape != (NUM_PARAMS,):
         raise ValueError(f"face_pose: expected {NUM_PARAMS} parameters, got shape {params.shape}")
     pose = FaceParams.from_array(params).pose[0]  # (3, 4) [s*R | t], model frame
-    model_frame = np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
-    matrix = model_frame_to_image_matrix(roi_box, crop_size) @ model_frame
+    to_image = model_frame_to_image_matrix(roi_box, crop_size)
+    matrix = to_image @ np.vstack([pose, [0.0, 0.0, 0.0, 1.0]])
     scale, rotation, _ = decompose_pose(pose)
     pitch, yaw, roll = np.degrees(rotation_to_euler(rotation)[0])
-    to_image = model_frame_to_image_matrix(roi_box, crop_size)
     return FacePose(
         matrix_image=matrix,
         rotation=rotation[0],
