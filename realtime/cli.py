@@ -69,7 +69,7 @@ def create_backend(kind: str, assets_dir: str | None = None, threads: int = 2):
 
 def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video (``--render mesh|depth|pncc``) + records (JSONL / CSV) + meshes."""
-    from realtime.outputs import MeshSequenceWriter
+    from realtime.file_outputs import MeshSequenceWriter
     from realtime.pipeline import FacePipeline
     from realtime.render_modes import create_drawer
     from realtime.sources import open_source
@@ -118,8 +118,8 @@ def default_demo_image(assets_dir: str | None) -> Path:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """``main.py demo``: every face of one image -- or of each photo of a folder, photo by photo -- to
-    render(s), a JSON naming the source, and meshes on request (:mod:`realtime.outputs`)."""
-    from realtime.outputs import MESH_FORMATS, PhotoProcessor, process_folder
+    render(s), a JSON naming the source, and meshes on request (:mod:`realtime.file_outputs`)."""
+    from realtime.file_outputs import MESH_FORMATS, PhotoProcessor, process_folder
     from realtime.pipeline import FacePipeline, RunningMode
     from realtime.render_modes import parse_render_modes
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from realtime.meshio import read_obj, read_ply
-from realtime.outputs import PhotoProcessor, process_folder
+from realtime.file_outputs import PhotoProcessor, process_folder
 from realtime.pipeline import RunningMode
 from realtime.records import CSV_COLUMNS, SCHEMA_VERSION, read_records
 
