@@ -124,6 +124,8 @@ class FaceResult:
         vertices_image: (4096, 3) float32 dense vertices in image space like ``landmarks_3d`` (triangles:
             ``FacePipeline.dense_triangles``); (0, 3) when ``compute_dense`` is off.
         detection_score: score of the detection that started or last confirmed the track.
+        presence: this frame's face confidence in [0, 1] (see :class:`PipelineOptions`); a track whose
+            presence falls below ``tracker.min_presence`` ends in that frame and is not reported.
     """
 
     track_id: int
@@ -136,6 +138,7 @@ class FaceResult:
     roll: float
     vertices_image: np.ndarray
     detection_score: float = 0.0
+    presence: float = 1.0
 
 
 @dataclass(frozen=True)
