@@ -38,7 +38,8 @@ def test_ids_stay_stable_while_faces_move():
         assert lost == []
         assert not tracker.needs_detection()  # tracking from landmarks, no detector
     assert [t.track_id for t in tracker.tracks] == [0, 1]
-    np.testing.assert_allclose(tracker.tracks[0].roi_box, box_of((150 + 57, 200), 50))
+    # the next crop is where the face will be: the landmark box predicted one frame ahead (3 px / frame)
+    np.testing.assert_allclose(tracker.tracks[0].roi_box, box_of((150 + 60, 200), 50), atol=0.5)
 
 
 def test_periodic_detection_matches_by_iou_and_adds_new_faces():
