@@ -26,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP during `video` (realtime.video.StopRequested)
         logging.getLogger("drtn").warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as error:
+        return 128 + getattr(error, "signum", 2)  # 130 SIGINT, 143 SIGTERM, 129 SIGHUP
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
         # one clear line for user errors; -v shows the traceback
         if args.verbose:
             raise

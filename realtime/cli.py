@@ -72,12 +72,14 @@ def run_video_command(args: argparse.Namespace) -> int:
     from realtime.pipeline import FacePipeline
     from realtime.sources import open_source
     from realtime.threads import limit_blas_threads
-    from realtime.video import process_video
+    from realtime.outputs import check_output_paths
+    from realtime.video import process_video, video_outputs
 
     limit_blas_threads(1)
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames: expected >= 1, got {args.max_frames}")
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
+    check_output_paths(video_outputs(output, args.records), [args.input])  # before anything is opened
     options = pipeline_options_from_args(args)
     with open_source(args.input, max_frames=args.max_frames) as source:
         backend = create_backend(args.backend, getattr(args, "assets", None))
@@ -109,14 +111,18 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from realtime.sources import Frame
     from realtime.video import face_record
 
+    from export.cache import atomic_write_bytes, atomic_write_text
+    from realtime.outputs import IMAGE_SUFFIXES, Output, check_output_paths
+
     image_path = Path(args.image) if args.image else default_demo_image(getattr(args, "assets", None))
+    output = Path(args.output)
+    records = output.with_suffix(".json")
+    check_output_paths([Output(output, "-o", IMAGE_SUFFIXES), Output(records, "-o (its .json)")], [image_path])
     if not image_path.is_file():
         raise FileNotFoundError(f"image not found: {image_path} (pass an image path)")
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot decode image {image_path}")
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"cannot decode image {image_path}: not an image or a corrupt file")
     backend = create_backend(args.backend, getattr(args, "assets", None))
     with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline:
         frame = Frame(image, 0.0, 0)
@@ -126,10 +132,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
             annotated = overlay.draw(image, result.faces)
         finally:
             overlay.close()
-    if not cv2.imwrite(str(output), annotated):
-        raise ValueError(f"cannot write {output} (use a .png or .jpg name)")
-    records = output.with_suffix(".json")
-    records.write_text(json.dumps([face_record(frame, face) for face in result.faces]))
+    ok, encoded = cv2.imencode(output.suffix, annotated)
+    if not ok:
+        raise ValueError(f"cannot encode {output} (use a .png or .jpg name)")
+    atomic_write_bytes(output, encoded.tobytes())  # temporary name, then renamed into place
+    atomic_write_text(records, json.dumps([face_record(frame, face) for face in result.faces]))
     print(f"{len(result.faces)} face(s) in {image_path}: wrote {output} and {records}")
     return 0
 

@@ -93,11 +93,13 @@ def test_crash_in_the_overlay_also_leaves_valid_output(make_pipeline, clip_path,
                 raise RuntimeError("renderer died")
             return image
 
+    (tmp_path / "x.mp4").write_bytes(b"an earlier result")  # an existing output stays intact on a failure
     with VideoFileSource(clip_path, max_frames=10) as source:
         with pytest.raises(RuntimeError, match="renderer died"):
             process_video(source, pipeline, tmp_path / "x.mp4", tmp_path / "x.jsonl", Failing(), progress=False)
-    assert _count_frames(tmp_path / "x.mp4") == 2
-    assert len(_read_records(tmp_path / "x.jsonl")) == 2
+    assert (tmp_path / "x.mp4").read_bytes() == b"an earlier result" and not (tmp_path / "x.jsonl").exists()
+    assert _count_frames(tmp_path / "x.partial.mp4") == 2  # the frames done are kept under the temporary name
+    assert len(_read_records(tmp_path / "x.partial.jsonl")) == 2
 
 
 def test_grid_polylines_cover_the_face(morphable):
@@ -174,7 +176,8 @@ def test_sigterm_mid_file_leaves_playable_video_and_valid_records(clip_path, ass
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if records.exists() and records.read_text().count("\n") >= 3:
+            partial = tmp_path / "term.partial.jsonl"  # written under this name until the job ends
+            if partial.exists() and partial.read_text().count("\n") >= 3:
                 break
             time.sleep(0.05)
         assert process.poll() is None, process.communicate()[0].decode()[-2000:]
@@ -183,7 +186,8 @@ def test_sigterm_mid_file_leaves_playable_video_and_valid_records(clip_path, ass
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, log[-2000:]
+    assert process.returncode == 143, log[-2000:]  # 128 + SIGTERM, like a shell reports it
+    assert not (tmp_path / "term.partial.mp4").exists() and not (tmp_path / "term.partial.jsonl").exists()
     frames = _count_frames(output)
     lines = _read_records(records)
     assert 3 <= frames < 78 and len(lines) == frames
