@@ -74,6 +74,7 @@ def run_video_command(args: argparse.Namespace) -> int:
     from realtime.threads import limit_blas_threads
     from realtime.outputs import check_output_paths
     from realtime.video import process_video, video_outputs
+    from realtime.vmc import VmcForwarder
 
     limit_blas_threads(1)
     if args.max_frames is not None and args.max_frames < 1:
@@ -85,12 +86,24 @@ def run_video_command(args: argparse.Namespace) -> int:
         backend = create_backend(args.backend, getattr(args, "assets", None))
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
+            sender = _vmc_sender(args)
             try:
-                summary = process_video(source, pipeline, output, args.records, overlay, progress=not args.no_progress)
+                summary = process_video(source, VmcForwarder(pipeline, sender) if sender else pipeline, output, args.records, overlay, progress=not args.no_progress)
             finally:
                 overlay.close()
+                if sender is not None:
+                    sender.close()
     print(f"wrote {summary.frames} frames to {summary.output_path}" + (f", {summary.face_records} face records to {summary.records_path}" if summary.records_path else ""))
     return 0 if summary.playable or summary.frames == 0 else 1
+
+
+def _vmc_sender(args: argparse.Namespace):
+    """A :class:`realtime.vmc.VmcSender` for ``--vmc HOST:PORT``, or None."""
+    if not getattr(args, "vmc", None):
+        return None
+    from realtime.vmc import VmcSender
+
+    return VmcSender.from_address(args.vmc)
 
 
 def default_demo_image(assets_dir: str | None) -> Path:
@@ -163,6 +176,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--renderer", choices=("gl", "cv"), default="gl", help="mesh overlay: OpenGL (default; falls back to cv when no GL context) or OpenCV wireframe")
     video.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     video.add_argument("--no-progress", action="store_true", help="no progress bar")
+    video.add_argument("--vmc", default=None, metavar="HOST:PORT", help="stream head pose + ARKit blendshapes over the VMC protocol (e.g. 127.0.0.1:39539)")
     add_pipeline_arguments(video)
     video.set_defaults(handler=run_video_command)
 

@@ -72,6 +72,8 @@ class PipelineOptions:
         refine_new_faces: after a detection, run the network a second time on a crop made from the first
             pass's landmarks (3DDFA_V2 does the same): detector boxes frame faces differently from landmarks.
         compute_dense: reconstruct the 4,096 dense vertices of each face (the mesh overlay needs them).
+        compute_blendshapes: fill :attr:`FaceResult.blendshapes` (52 ARKit weights retargeted from the
+            expression, ``realtime.blendshapes``; ~0.7 ms per frame, needs the asset folder's ICT model).
         result_callback: ``(FrameResult, Frame) -> None``, required in LIVE_STREAM mode, called on the
             worker thread.
     """
@@ -83,6 +85,7 @@ class PipelineOptions:
     smoothing: SmoothingOptions = field(default_factory=SmoothingOptions)
     refine_new_faces: bool = True
     compute_dense: bool = True
+    compute_blendshapes: bool = True
     result_callback: Callable[["FrameResult", Frame], None] | None = None
 
     def __post_init__(self) -> None:
@@ -126,6 +129,8 @@ class FaceResult:
         detection_score: score of the detection that started or last confirmed the track.
         presence: this frame's face confidence in [0, 1] (see :class:`PipelineOptions`); a track whose
             presence falls below ``tracker.min_presence`` ends in that frame and is not reported.
+        blendshapes: the 52 ARKit blendshape weights in [0, 1] by name (``realtime.blendshapes.ARKIT_NAMES``),
+            retargeted from ``params``' expression; None when ``compute_blendshapes`` is off.
     """
 
     track_id: int
@@ -139,6 +144,7 @@ class FaceResult:
     vertices_image: np.ndarray
     detection_score: float = 0.0
     presence: float = 1.0
+    blendshapes: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,11 @@ class FacePipeline:
         self.detector = detector if detector is not None else FaceDetector(self.options.detector, self.options.assets_dir)
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = FaceSmoother(self.options.smoothing, self.morphable.stats, self.crop_size)
+        self.retargeter = None
+        if self.options.compute_blendshapes:
+            from realtime.blendshapes import BlendshapeRetargeter
+
+            self.retargeter = BlendshapeRetargeter.load(self.options.assets_dir)
         self._last_timestamp_ms: float | None = None
         self._frame_counter = 0
         self._lock = threading.Lock()  # one frame at a time through the stateful stages
@@ -404,6 +415,11 @@ class FacePipeline:
             dense = [model_to_image(points, box, self.crop_size).T.astype(np.float32) for points, box in zip(dense_model, roi_boxes)]
         else:
             dense = [np.zeros((0, 3), np.float32)] * len(track_ids)
+        blendshapes = [None] * len(track_ids)
+        if self.retargeter is not None:
+            from realtime.blendshapes import as_dict
+
+            blendshapes = [as_dict(weights) for weights in self.retargeter.from_params(params)]
         faces = [
             FaceResult(
                 track_id=int(track_id),
@@ -416,6 +432,7 @@ class FacePipeline:
                 roll=float(angles[row, 2]),
                 vertices_image=dense[row],
                 detection_score=float(scores[track_id]),
+                blendshapes=blendshapes[row],
             )
             for row, track_id in enumerate(track_ids)
         ]

@@ -19,10 +19,12 @@ One JSON record per face per frame::
 
     {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93,
      "roi_box": [x0, y0, x1, y1], "pose": {"yaw": 10.2, "pitch": -3.1, "roll": 0.4},
-     "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62]}
+     "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62],
+     "blendshapes": {"browDownLeft": 0.0, ... 52 ARKit names}}
 
 Image pixels, x right, y down; angles in degrees; ``params`` de-normalised, relative to ``roi_box``
-(see :class:`realtime.pipeline.FaceResult`).
+(see :class:`realtime.pipeline.FaceResult`); ``blendshapes`` in [0, 1] (``realtime.blendshapes``), absent when the
+pipeline computes none.
 """
 from __future__ import annotations
 
@@ -96,6 +98,7 @@ def face_record(frame: Frame, face: FaceResult) -> dict:
         "landmarks_2d": np.round(face.landmarks_2d.astype(np.float64), 2).tolist(),
         "landmarks_3d": np.round(face.landmarks_3d.astype(np.float64), 2).tolist(),
         "params": [float(f"{value:.7g}") for value in np.asarray(face.params, dtype=np.float64)],
+        **({"blendshapes": dict(face.blendshapes)} if getattr(face, "blendshapes", None) is not None else {}),
     }
 
 
