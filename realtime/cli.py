@@ -147,8 +147,12 @@ def run_live_command(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark
-        commands.choices["bench"].set_defaults(pipeline_handler=run_pipeline_bench_command)
+    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark; `bench --tracking` is ours
+        bench = commands.choices["bench"]
+        bench.add_argument("--tracking", action="store_true", help="tracking benchmark with exact ground truth (realtime.tracking_bench): ours vs the per-frame peer")
+        bench.add_argument("--tiny", action="store_true", help="--tracking: a small quick version (seconds)")
+        bench.add_argument("--data", default=None, help="--tracking: the data folder with the held-out 300W faces (default: data beside the asset folder)")
+        bench.set_defaults(pipeline_handler=run_pipeline_bench_command, handler=_tracking_or(bench.get_default("handler")))
     video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
     video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
@@ -173,6 +177,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_pipeline_arguments(live)
     add_live_arguments(live)
     live.set_defaults(handler=run_live_command)
+
+
+def _tracking_or(handler):
+    """The bench handler: ``--tracking`` runs :func:`realtime.tracking_bench.run_tracking_bench`, else ``handler``."""
+
+    def run(args: argparse.Namespace) -> int:
+        if getattr(args, "tracking", False):
+            from realtime.tracking_bench import run_tracking_bench
+
+            return int(run_tracking_bench(args) or 0)
+        return int(handler(args) or 0)
+
+    return run
 
 
 def run_pipeline_bench_command(args: argparse.Namespace) -> int:

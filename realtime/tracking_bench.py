@@ -293,7 +293,8 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
 
 
 def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None):
-    """The benchmark rows: ours with smoothing (the defaults), ours without, the per-frame peer."""
+    """The benchmark rows: ours with smoothing (the defaults), ours without, ours keeping tracks whatever their
+    presence (its presence ROC is the check's own), the per-frame peer."""
     from dataclasses import replace
 
     from drtn.morphable import MorphableModel
@@ -308,6 +309,7 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     specs = {
         "ours (smoothing on: default)": lambda: OurTracker("ours (smoothing on: default)", ours, default, morphable),
         "ours (smoothing off)": lambda: OurTracker("ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable),
+        "ours (presence not used)": lambda: OurTracker("ours (presence not used)", ours, replace(default, tracker=replace(default.tracker, min_presence=0.0)), morphable),
         "peer: BlazeFace every frame + teacher": lambda: PerFramePeer(
             "peer: BlazeFace every frame + teacher", teacher,
             PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets_dir, compute_dense=False, detector=DetectorOptions(model="blazeface")), morphable),
