@@ -59,7 +59,7 @@ class TrackerOptions:
             ``box_gain=1, box_predict=False``: the crop box of the last landmarks (3DDFA_V2).
     """
 
-    max_faces: int = 4
+    max_faces: int = 16
     detect_every_n_frames: int = 10
     iou_match_threshold: float = 0.3
     duplicate_iou_threshold: float = 0.5
