@@ -19,7 +19,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("pipeline")
     group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
     group.add_argument("--max-faces", type=int, default=16, help="most faces tracked at once (default 16: a crowd)")
-    group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
+    group.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 5: new faces within 5 frames)")
     group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
     group.add_argument("--detector-tiles", action="store_true", help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost")
     group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")

@@ -60,7 +60,7 @@ class TrackerOptions:
     """
 
     max_faces: int = 16
-    detect_every_n_frames: int = 10
+    detect_every_n_frames: int = 5
     iou_match_threshold: float = 0.3
     duplicate_iou_threshold: float = 0.5
     max_missed_detections: int = 2
