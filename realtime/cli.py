@@ -18,9 +18,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``video``, ``live`` and ``bench --pipeline``: backend, detection, tracking, smoothing."""
     group = parser.add_argument_group("pipeline")
     group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
-    group.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
-    group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
+    group.add_argument("--max-faces", type=int, default=16, help="most faces tracked at once (default 16: a crowd)")
+    group.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 5: new faces within 5 frames)")
     group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
+    group.add_argument("--detector-tiles", action="store_true", help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost")
     group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
     group.add_argument("--no-smoothing", action="store_true", help="turn the temporal smoothing off")
     group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="pose filter cutoff of a still head, every pose part (lower = smoother; default: the benchmark's winners)")
@@ -45,7 +46,7 @@ def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, resu
     return PipelineOptions(
         running_mode=running_mode or RunningMode.VIDEO,
         assets_dir=getattr(args, "assets", None),
-        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence),
+        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence, tiles=getattr(args, "detector_tiles", False)),
         tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
         smoothing=smoothing,
         result_callback=result_callback,
@@ -167,8 +168,12 @@ def run_live_command(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark
-        commands.choices["bench"].set_defaults(pipeline_handler=run_pipeline_bench_command)
+    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark; `bench --tracking` is ours
+        bench = commands.choices["bench"]
+        bench.add_argument("--tracking", action="store_true", help="tracking benchmark with exact ground truth (realtime.tracking_bench): ours vs the per-frame peer")
+        bench.add_argument("--tiny", action="store_true", help="--tracking: a small quick version (seconds)")
+        bench.add_argument("--data", default=None, help="--tracking: the data folder with the held-out 300W faces (default: data beside the asset folder)")
+        bench.set_defaults(pipeline_handler=run_pipeline_bench_command, handler=_tracking_or(bench.get_default("handler")))
     video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
     video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
@@ -194,6 +199,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_pipeline_arguments(live)
     add_live_arguments(live)
     live.set_defaults(handler=run_live_command)
+
+
+def _tracking_or(handler):
+    """The bench handler: ``--tracking`` runs :func:`realtime.tracking_bench.run_tracking_bench`, else ``handler``."""
+
+    def run(args: argparse.Namespace) -> int:
+        if getattr(args, "tracking", False):
+            from realtime.tracking_bench import run_tracking_bench
+
+            return int(run_tracking_bench(args) or 0)
+        return int(handler(args) or 0)
+
+    return run
 
 
 def run_pipeline_bench_command(args: argparse.Namespace) -> int:

@@ -292,8 +292,70 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------ detectors
+DETECTOR_CONFIGS = (  # (label, DetectorOptions keyword arguments)
+    ("YuNet, longer side 640 (default)", dict(model="yunet", max_input_side_px=640)),
+    ("YuNet, longer side 960", dict(model="yunet", max_input_side_px=960)),
+    ("YuNet, full resolution", dict(model="yunet", max_input_side_px=0)),
+    ("YuNet, 640 + tiles", dict(model="yunet", max_input_side_px=640, tiles=True)),
+    ("BlazeFace short range (Tasks)", dict(model="blazeface", max_input_side_px=0)),
+)
+
+
+def _detection_hits(truths, detections) -> tuple[int, int, int]:
+    """(counted faces, of them found, detections on nothing): a detection finds a face when its centre lies in
+    the face's landmark box and its size is within a factor 2 of the face's."""
+    counted = [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
+    used, found = set(), 0
+    for truth in counted:
+        box = _landmark_box(truth.landmarks)
+        for index, detection in enumerate(detections):
+            center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
+            side = math.sqrt(max((detection.box_xyxy[2] - detection.box_xyxy[0]) * (detection.box_xyxy[3] - detection.box_xyxy[1]), 1e-6))
+            if index not in used and box[0] <= center[0] <= box[2] and box[1] <= center[1] <= box[3] and 0.5 < side / truth.size < 2.0:
+                used.add(index)
+                found += 1
+                break
+    on_any = set()
+    for index, detection in enumerate(detections):  # a detection on a hidden or tiny face is not a false one
+        center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
+        if any(b[0] <= center[0] <= b[2] and b[1] <= center[1] <= b[3] for b in (_landmark_box(t.landmarks) for t in truths)):
+            on_any.add(index)
+    return len(counted), found, len(detections) - len(on_any)
+
+
+def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS) -> str:
+    """Recall, false detections and cost of each detector setting on the multi-face scenes (every ``every``-th
+    frame), by frame size, as a markdown table."""
+    from realtime.detector import DetectorOptions, FaceDetector
+
+    sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"})
+    frames = {size: [f for scene in scenes if scene.kind == "multi" and scene.size == size for f in (scene.render(i) for i in range(0, len(scene), every))] for size in sizes}
+    lines = [
+        f"Detectors on the multi-face scenes (every {every}th frame): recall of visible faces %, false detections per frame, ms per frame",
+        "",
+        "| detector | " + " | ".join(f"{w}x{h} recall | FP/frame | ms" for w, h in sizes) + " |",
+        "|---|" + "---:|" * (3 * len(sizes)),
+    ]
+    for label, kwargs in configs:
+        cells = []
+        with FaceDetector(DetectorOptions(**kwargs), assets_dir) as detector:
+            detector.detect(frames[sizes[0]][0].image)  # warm up
+            for size in sizes:
+                counted = found = false = 0
+                tick = time.perf_counter()
+                for frame in frames[size]:
+                    c, f, x = _detection_hits(frame.truths, detector.detect(frame.image))
+                    counted, found, false = counted + c, found + f, false + x
+                ms = 1000 * (time.perf_counter() - tick) / max(len(frames[size]), 1)
+                cells.append(f"{100 * found / max(counted, 1):.1f} | {false / max(len(frames[size]), 1):.2f} | {ms:.1f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None):
-    """The benchmark rows: ours with smoothing (the defaults), ours without, the per-frame peer."""
+    """The benchmark rows: ours with smoothing (the defaults), ours without, ours keeping tracks whatever their
+    presence (its presence ROC is the check's own), the per-frame peer."""
     from dataclasses import replace
 
     from drtn.morphable import MorphableModel
@@ -308,6 +370,8 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     specs = {
         "ours (smoothing on: default)": lambda: OurTracker("ours (smoothing on: default)", ours, default, morphable),
         "ours (smoothing off)": lambda: OurTracker("ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable),
+        "ours (presence not used)": lambda: OurTracker("ours (presence not used)", ours, replace(default, tracker=replace(default.tracker, min_presence=0.0)), morphable),
+        "ours, teacher backend (tracking without our model)": lambda: OurTracker("ours, teacher backend (tracking without our model)", teacher, default, morphable),
         "peer: BlazeFace every frame + teacher": lambda: PerFramePeer(
             "peer: BlazeFace every frame + teacher", teacher,
             PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets_dir, compute_dense=False, detector=DetectorOptions(model="blazeface")), morphable),
@@ -339,6 +403,13 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
     note = (f"Tracking benchmark (`main.py bench --tracking`{' --tiny' if scale == 'tiny' else ''}): {len(scenes)} scenes, {frames} frames "
             f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s")
     table = markdown(results, note)
+    detector_scenes = [s for s in scenes if s.kind == "multi"]
+    if scale == "full":
+        from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
+
+        crowd = load_held_out_faces(data, 8, seed=7)
+        detector_scenes.append(multi_face_scene(crowd, seed=77, frames=120, size=(1920, 1080), distractors=8, name="multi-1920x1080-0", face_range=(0.05, 0.3)))
+    table += "\n\n" + run_detector_comparison(detector_scenes, assets)
     print(table)
     output = getattr(args, "output", None)
     if output:

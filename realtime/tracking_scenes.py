@@ -307,9 +307,9 @@ def moving_scene(face: HeldOutFace, speed: float, seed: int, frames: int = 60, s
     return Scene(name or f"moving-{speed:g}", "moving", size, frames, background, [actor], camera=camera, speed=speed)
 
 
-def multi_face_scene(faces: list[HeldOutFace], seed: int, frames: int = 120, size: tuple[int, int] = (1280, 720), distractors: int = 5, name: str = "") -> Scene:
+def multi_face_scene(faces: list[HeldOutFace], seed: int, frames: int = 120, size: tuple[int, int] = (1280, 720), distractors: int = 5, name: str = "", face_range: tuple[float, float] = (0.10, 0.42)) -> Scene:
     """Several faces entering, leaving, crossing (the one in front occludes), changing scale, on a background
-    with non-face distractors."""
+    with non-face distractors; face sizes (landmark box side) in ``face_range`` of the frame height."""
     rng = np.random.default_rng(seed)
     width, height = size
     background = make_background(rng, width, height)
@@ -317,7 +317,7 @@ def multi_face_scene(faces: list[HeldOutFace], seed: int, frames: int = 120, siz
     actors = []
     lane_y = np.linspace(0.3, 0.7, len(faces))
     for face_id, face in enumerate(faces):
-        small, large = 0.10 * height, 0.42 * height
+        small, large = face_range[0] * height, face_range[1] * height
         face_px = (float(rng.uniform(small, large)), float(rng.uniform(small, large)))
         kind = face_id % 3
         if kind == 0:  # crosses the frame left to right (enters and leaves)

@@ -17,7 +17,7 @@ or destroyed (see ``docs/realtime.md``, "Safety"):
 
 One JSON record per face per frame::
 
-    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93,
+    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93, "presence": 0.91,
      "roi_box": [x0, y0, x1, y1], "pose": {"yaw": 10.2, "pitch": -3.1, "roll": 0.4},
      "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62],
      "blendshapes": {"browDownLeft": 0.0, ... 52 ARKit names}}
@@ -93,6 +93,7 @@ def face_record(frame: Frame, face: FaceResult) -> dict:
         "timestamp_ms": round(float(frame.timestamp_ms), 3),
         "track_id": int(face.track_id),
         "detection_score": round(float(face.detection_score), 4),
+        "presence": round(float(face.presence), 4),
         "roi_box": np.round(np.asarray(face.roi_box, dtype=np.float64), 2).tolist(),
         "pose": {"yaw": round(face.yaw, 3), "pitch": round(face.pitch, 3), "roll": round(face.roll, 3)},
         "landmarks_2d": np.round(face.landmarks_2d.astype(np.float64), 2).tolist(),
