@@ -35,6 +35,12 @@ def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, resu
     from realtime.smoothing import OneEuroConfig, SmoothingOptions
     from realtime.tracker import TrackerOptions
 
+    import math
+
+    for flag in ("smooth_min_cutoff", "smooth_beta", "smooth_d_cutoff", "min_detection_confidence"):
+        value = getattr(args, flag, None)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{flag.replace('_', '-')}: expected a finite number, got {value}")
     smoothing = SmoothingOptions(enabled=not args.no_smoothing)
     overrides = {
         name: value

@@ -19,6 +19,7 @@ Speeds are in these units per second; cutoffs in Hz.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +44,10 @@ class OneEuroConfig:
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("min_cutoff", "beta", "d_cutoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"OneEuroConfig.{name}: expected a finite number, got {value!r}")
         for name in ("min_cutoff", "d_cutoff"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"OneEuroConfig.{name}: expected a positive frequency in Hz, got {getattr(self, name)}")
