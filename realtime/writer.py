@@ -111,6 +111,7 @@ class VideoWriter:
         width, height = self.input_size
         self.size = (width + width % 2, height + height % 2)
         try:
+            open(self.path, "wb").close()  # FFmpeg opens the file lazily: fail here, at open time, if it cannot be created
             self._container = av.open(str(self.path), mode="w", format="mp4", container_options={"movflags": FRAGMENTED_MP4_FLAGS, "flush_packets": "1"})
         except (OSError, av.FFmpegError) as error:
             raise VideoWriteError(f"cannot create video {self.path}: {_describe(error)}") from error
