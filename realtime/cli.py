@@ -162,7 +162,12 @@ def run_live_command(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark
-        commands.choices["bench"].set_defaults(pipeline_handler=run_pipeline_bench_command)
+        bench = commands.choices["bench"]
+        bench.set_defaults(pipeline_handler=run_pipeline_bench_command)
+        # `bench --soak N`: the memory soak of the whole video path (realtime.soak)
+        bench.add_argument("--soak", type=int, default=None, metavar="N", help="soak: N frames through `video` (looping --source), memory printed")
+        backend_bench = bench.get_default("handler")
+        bench.set_defaults(handler=lambda args: run_soak_command(args) if getattr(args, "soak", None) is not None else backend_bench(args))
     video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
     video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
@@ -187,6 +192,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_pipeline_arguments(live)
     add_live_arguments(live)
     live.set_defaults(handler=run_live_command)
+
+
+def run_soak_command(args: argparse.Namespace) -> int:
+    """`main.py bench --soak N`: see realtime.soak."""
+    from realtime.soak import run_soak_command as run
+
+    return int(run(args) or 0)
 
 
 def run_pipeline_bench_command(args: argparse.Namespace) -> int:
