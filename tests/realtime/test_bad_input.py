@@ -225,6 +225,29 @@ def test_corrupt_teacher_model_is_named(asset_copy):
     assert str(asset_copy / TEACHER_FILE) in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("how", ["random", "empty", "truncated"])
+def test_corrupt_user_onnx_model_is_named(tmp_path, assets_dir, how):
+    pytest.importorskip("export.backends")
+    from drtn.assets import TEACHER_FILE
+    from export.backends import create_backend
+
+    path = tmp_path / "model.onnx"
+    path.symlink_to((assets_dir / TEACHER_FILE).resolve())
+    _damage(path, how)
+    with pytest.raises((ValueError, RuntimeError)) as caught:
+        create_backend("onnxruntime", str(path), assets=str(assets_dir), threads=1)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value), caught.value
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + bytes(200)], ids=["empty", "text", "jpeg-header-only"])
+def test_unreadable_demo_image_is_named(tmp_path, content, capsys):
+    image = tmp_path / "photo.jpg"
+    image.write_bytes(content)
+    code, err = _run_main(["demo", str(image), "-o", str(tmp_path / "out.png")], capsys)
+    assert code == 2 and err.count("\n") == 1 and f"cannot decode image {image}" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.jpg"]
+
+
 @pytest.mark.parametrize("content", ["empty", "random", "zip-header", "not-a-dict"])
 def test_bad_checkpoint_is_named_in_one_line(tmp_path, content):
     import torch
