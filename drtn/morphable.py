@@ -18,16 +18,14 @@ model frame by ``[s*R | t] @ [S; 1]`` (eq. 3, weak perspective: x, y used, z kep
 """
 from __future__ import annotations
 
-import json
 import logging
-import pickle
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from drtn.assets import Assets, find_assets
+from drtn.assets import Assets, find_assets, load_json_asset, load_npy_asset, load_pickle_asset
 from drtn.params import NUM_EXP, NUM_ID, FaceParams, ParamStats
 
 LOGGER = logging.getLogger(__name__)
@@ -141,15 +139,13 @@ class MorphableModel:
         """Read the BFM files from the asset folder (see :func:`drtn.assets.find_assets`)."""
         if not isinstance(assets, Assets):
             assets = find_assets(assets)
-        with open(assets.path("bfm/landmarks68_bases_v2.json")) as handle:
-            sparse_raw = json.load(handle)
+        sparse_raw = load_json_asset(assets.path("bfm/landmarks68_bases_v2.json"), keys=("u_base", "w_shp_base", "w_exp_base"))
         sparse = Basis(
             mean=np.asarray(sparse_raw["u_base"], dtype=np.float64).reshape(-1),
             identity=np.asarray(sparse_raw["w_shp_base"], dtype=np.float64),
             expression=np.asarray(sparse_raw["w_exp_base"], dtype=np.float64),
         )
-        with open(assets.path("bfm/Model_PAF.pkl"), "rb") as handle:
-            dense_raw = pickle.load(handle)
+        dense_raw = load_pickle_asset(assets.path("bfm/Model_PAF.pkl"), keys=("mu_filter", "w_filter", "w_exp_filter"))
         dense = Basis(
             mean=np.asarray(dense_raw["mu_filter"], dtype=np.float64).reshape(-1),
             identity=np.asarray(dense_raw["w_filter"], dtype=np.float64),
@@ -165,11 +161,10 @@ class MorphableModel:
                 NUM_EXP,
             ):
                 raise ValueError(f"{name}: unexpected basis shapes {basis.mean.shape}, {basis.identity.shape}, {basis.expression.shape}")
-        full = np.load(assets.path("bfm/u_shp.npy")) + np.load(assets.path("bfm/u_exp.npy"))
-        indices = np.load(assets.path("bfm/indices.npy"))
+        full = load_npy_asset(assets.path("bfm/u_shp.npy")) + load_npy_asset(assets.path("bfm/u_exp.npy"))
+        indices = load_npy_asset(assets.path("bfm/indices.npy"))
         display_mean = full.reshape(-1, 3)[indices]
-        with open(assets.path("bfm/tri.pkl"), "rb") as handle:
-            triangles = np.asarray(pickle.load(handle)).astype(np.int64)
+        triangles = np.asarray(load_pickle_asset(assets.path("bfm/tri.pkl"))).astype(np.int64)
         if triangles.shape[0] == 3:
             triangles = triangles.T
         stats = ParamStats.load(assets.path("bfm/param_mean_std_62d_120x120.pkl"))

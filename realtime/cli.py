@@ -35,6 +35,12 @@ def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, resu
     from realtime.smoothing import MotionFilterConfig, SmoothingOptions
     from realtime.tracker import TrackerOptions
 
+    import math
+
+    for flag in ("smooth_min_cutoff", "smooth_beta", "smooth_d_cutoff", "min_detection_confidence"):
+        value = getattr(args, flag, None)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{flag.replace('_', '-')}: expected a finite number, got {value}")
     smoothing = SmoothingOptions(enabled=not args.no_smoothing)
     overrides = {
         name: value
@@ -168,12 +174,14 @@ def run_live_command(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark; `bench --tracking` is ours
+    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark; `--tracking` and `--soak` are ours
         bench = commands.choices["bench"]
         bench.add_argument("--tracking", action="store_true", help="tracking benchmark with exact ground truth (realtime.tracking_bench): ours vs the per-frame peer")
         bench.add_argument("--tiny", action="store_true", help="--tracking: a small quick version (seconds)")
         bench.add_argument("--data", default=None, help="--tracking: the data folder with the held-out 300W faces (default: data beside the asset folder)")
-        bench.set_defaults(pipeline_handler=run_pipeline_bench_command, handler=_tracking_or(bench.get_default("handler")))
+        # `bench --soak N`: the memory soak of the whole video path (realtime.soak)
+        bench.add_argument("--soak", type=int, default=None, metavar="N", help="soak: N frames through `video` (looping --source), memory printed")
+        bench.set_defaults(pipeline_handler=run_pipeline_bench_command, handler=_tracking_or_soak_or(bench.get_default("handler")))
     video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
     video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
@@ -201,14 +209,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     live.set_defaults(handler=run_live_command)
 
 
-def _tracking_or(handler):
-    """The bench handler: ``--tracking`` runs :func:`realtime.tracking_bench.run_tracking_bench`, else ``handler``."""
+def _tracking_or_soak_or(handler):
+    """The bench handler: ``--tracking`` runs :func:`realtime.tracking_bench.run_tracking_bench`, ``--soak N``
+    :func:`realtime.soak.run_soak_command`, else ``handler`` (export's backend benchmark)."""
 
     def run(args: argparse.Namespace) -> int:
         if getattr(args, "tracking", False):
             from realtime.tracking_bench import run_tracking_bench
 
             return int(run_tracking_bench(args) or 0)
+        if getattr(args, "soak", None) is not None:
+            from realtime.soak import run_soak_command
+
+            return int(run_soak_command(args) or 0)
         return int(handler(args) or 0)
 
     return run

@@ -174,7 +174,11 @@ class FaceDetector:
     def __init__(self, options: DetectorOptions | None = None, assets_dir: str | os.PathLike | None = None):
         self.options = options or DetectorOptions()
         model_path = find_assets(assets_dir, required=(MODEL_FILES[self.options.model],)).path(MODEL_FILES[self.options.model])
-        self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
+        try:
+            self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
+        except (cv2.error, RuntimeError, ValueError) as error:  # a corrupt model file: one line naming it
+            reason = "OpenCV cannot parse it" if isinstance(error, cv2.error) else (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ValueError(f"cannot load the {self.options.model} face detector model {model_path}: corrupt or not a model file ({reason})") from None
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Detect faces.

@@ -111,6 +111,9 @@ def check_output_paths(outputs: list[Output], inputs: list[str | os.PathLike] = 
         for other in seen:
             if _same_file(path, other.path) or _same_file(partial_path(path), other.path) or _same_file(path, partial_path(other.path)):
                 raise OutputPathError(f"{output.role} {path} and {other.role} {other.path} are the same file; give each output its own name")
+        seen.append(Output(path, output.role, output.suffixes))
+    for output in seen:  # then each on its own (collisions first: they are the mistakes that destroy files)
+        path = output.path
         if output.suffixes and path.suffix.lower() not in output.suffixes:
             raise OutputPathError(f"{output.role} {path}: expected a {' / '.join(output.suffixes)} file name, got {path.suffix or 'no extension'!r}")
         if path.is_dir():
@@ -124,7 +127,6 @@ def check_output_paths(outputs: list[Output], inputs: list[str | os.PathLike] = 
             raise OutputPathError(
                 f"{output.role} {path}: only {free / 2**20:.1f} MiB free on its disk ({folder}); need at least {min_free_bytes / 2**20:.0f} MiB"
             )
-        seen.append(Output(path, output.role, output.suffixes))
 
 
 def replace_into_place(partial: Path, final: Path) -> Path:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
@@ -45,6 +47,12 @@ LOGGER = logging.getLogger(__name__)
 STAGES = ("detect", "track_crop", "infer", "reconstruct", "smooth")
 _VERIFY_CROP_SIZE = 192  # the full-range detector's input size: the face fills it when a track is checked
 PRESENCE_TILE = 128  # side of each face's tile in the presence check's mosaic, pixels
+
+
+def _check_timestamp(value, name: str) -> None:
+    """A timestamp must be a finite real number of milliseconds (not a string, bool, NaN or infinity)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number of milliseconds, got {value!r}")
 
 
 class InferenceBackend(Protocol):
@@ -223,20 +231,22 @@ class FacePipeline:
     def process(self, frame: Frame | np.ndarray, timestamp_ms: float | None = None) -> FrameResult:
         """Process one frame synchronously (IMAGE and VIDEO modes).
 
+        Thread-safe: calls from several threads run one at a time; in VIDEO mode a call whose timestamp is not
+        above the last one processed (e.g. it lost the race to another thread) raises ``ValueError``.
+
         Args:
             frame: a :class:`Frame`, or an image: (H, W[, 1|3|4]) uint8, BGR(A) or grayscale.
             timestamp_ms: the image's time when ``frame`` is an array (required in VIDEO mode).
         Raises:
-            ValueError: LIVE_STREAM mode (use :meth:`process_async`), a missing or non-increasing
-                timestamp in VIDEO mode, or an invalid image.
+            ValueError: LIVE_STREAM mode (use :meth:`process_async`), a missing, non-numeric, non-finite or
+                non-increasing timestamp in VIDEO mode, or an invalid image.
         """
         if self.options.running_mode is RunningMode.LIVE_STREAM:
             raise ValueError("FacePipeline.process is for IMAGE and VIDEO modes; in LIVE_STREAM mode use process_async")
         if self._closed:
             raise ValueError("FacePipeline is closed")
-        frame = self._as_frame(frame, timestamp_ms)
-        with self._lock:
-            return self._process_frame(frame)
+        with self._lock:  # the timestamp check and the stateful stages under one lock
+            return self._process_frame(self._as_frame(frame, timestamp_ms))
 
     def process_async(self, frame: Frame | np.ndarray, timestamp_ms: float | None = None) -> None:
         """Queue a frame for the LIVE_STREAM worker; a frame still waiting is replaced (and counted as dropped).
@@ -247,8 +257,8 @@ class FacePipeline:
         """
         if self.options.running_mode is not RunningMode.LIVE_STREAM:
             raise ValueError(f"FacePipeline.process_async is for LIVE_STREAM mode, not {self.options.running_mode.name}")
-        frame = self._as_frame(frame, timestamp_ms)
         with self._condition:
+            frame = self._as_frame(frame, timestamp_ms)  # under the lock: callers on several threads stay ordered
             if self._closed:
                 raise ValueError("FacePipeline is closed")
             if self._worker_error is not None:
@@ -292,7 +302,10 @@ class FacePipeline:
 
     # ------------------------------------------------------------------------------------------ internals
     def _as_frame(self, frame: Frame | np.ndarray, timestamp_ms: float | None) -> Frame:
+        if timestamp_ms is not None:
+            _check_timestamp(timestamp_ms, "timestamp_ms")
         if isinstance(frame, Frame):
+            _check_timestamp(frame.timestamp_ms, "Frame.timestamp_ms")
             if timestamp_ms is not None and float(timestamp_ms) != frame.timestamp_ms:
                 raise ValueError(f"got a Frame with timestamp_ms={frame.timestamp_ms} and a different timestamp_ms={timestamp_ms}")
             image, timestamp_ms, index = frame.image_bgr, frame.timestamp_ms, frame.index

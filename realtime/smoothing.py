@@ -23,6 +23,7 @@ where the head is slow; a One-Euro filter on the pose (the former default) doubl
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -47,6 +48,10 @@ class OneEuroConfig:
     d_cutoff: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("min_cutoff", "beta", "d_cutoff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"OneEuroConfig.{name}: expected a finite number, got {value!r}")
         for name in ("min_cutoff", "d_cutoff"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"OneEuroConfig.{name}: expected a positive frequency in Hz, got {getattr(self, name)}")
@@ -68,6 +73,10 @@ class MotionFilterConfig:
     beta: float = 10.0
 
     def __post_init__(self) -> None:
+        for name in ("min_cutoff", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"MotionFilterConfig.{name}: expected a finite number, got {value!r}")
         if not self.min_cutoff > 0:
             raise ValueError(f"MotionFilterConfig.min_cutoff: expected a positive frequency in Hz, got {self.min_cutoff}")
         if self.beta < 0:

@@ -20,7 +20,8 @@ H.264 in 4:2:0 needs even frame sizes: an odd width or height is padded by one e
 size is :attr:`VideoWriter.size`).
 
 Write failures (a full disk: ``ENOSPC``) raise :class:`VideoWriteError` at the frame that failed, naming
-the file; the fragments already written stay playable.
+the file; the file is cut back to its last whole fragment, so what was written stays playable and decodes
+without errors.
 
 The OpenCV fallback (used when PyAV or its ``libx264`` encoder is missing, with a warning) writes ``mp4v``
 in a plain MP4: not crash-safe and not playable in browsers.
@@ -94,6 +95,8 @@ class VideoWriter:
         self.frames = 0
         self._container = self._stream = self._cv_writer = None
         self._closed = False
+        self._good_bytes = 0  # file size after the last frame fully handed to the disk
+        self._failed = False
         if backend == "pyav" or (backend == "auto" and pyav_h264_available()):
             self._open_pyav()
         else:
@@ -108,6 +111,7 @@ class VideoWriter:
         width, height = self.input_size
         self.size = (width + width % 2, height + height % 2)
         try:
+            open(self.path, "wb").close()  # FFmpeg opens the file lazily: fail here, at open time, if it cannot be created
             self._container = av.open(str(self.path), mode="w", format="mp4", container_options={"movflags": FRAGMENTED_MP4_FLAGS, "flush_packets": "1"})
         except (OSError, av.FFmpegError) as error:
             raise VideoWriteError(f"cannot create video {self.path}: {_describe(error)}") from error
@@ -152,12 +156,24 @@ class VideoWriter:
             frame_bgr = np.pad(frame_bgr, ((0, self.size[1] - height), (0, self.size[0] - width), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_bgr), format="bgr24")
         frame.pts = self.frames
+        if self._failed:
+            raise VideoWriteError(f"cannot write frame {self.frames} to {self.path}: an earlier write failed")
         try:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
         except (OSError, av.FFmpegError) as error:
+            self._fail()
             raise VideoWriteError(f"cannot write frame {self.frames} to {self.path}: {_describe(error)}") from error
         self.frames += 1
+        self._good_bytes = os.path.getsize(self.path)  # packets are flushed as muxed: whole fragments only
+
+    def _fail(self) -> None:
+        """After a failed write: cut the file back to its last whole fragment, so it stays clean to decode."""
+        self._failed = True
+        try:
+            os.truncate(self.path, self._good_bytes)
+        except OSError:
+            LOGGER.warning("could not cut %s back to its last whole fragment", self.path)
 
     def close(self) -> None:
         """Flush the encoder and finish the file (safe to call twice).
@@ -173,6 +189,13 @@ class VideoWriter:
             return
         import av
 
+        if self._failed:  # the disk refused a write: close without writing more, keep the whole fragments
+            try:
+                self._container.close()
+            except (OSError, av.FFmpegError):
+                pass
+            self._fail()
+            return
         try:
             try:
                 for packet in self._stream.encode(None):
@@ -180,6 +203,7 @@ class VideoWriter:
             finally:
                 self._container.close()
         except (OSError, av.FFmpegError) as error:
+            self._fail()
             raise VideoWriteError(f"cannot finish video {self.path}: {_describe(error)}") from error
 
     def __enter__(self) -> "VideoWriter":

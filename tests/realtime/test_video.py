@@ -245,3 +245,15 @@ def test_gl_overlay_draws_the_mesh_on_the_face(make_pipeline, clip_frames):
     inside = changed[max(y0, 0) : y1, max(x0, 0) : x1].mean()
     assert inside > 0.3  # the mesh covers much of the face box
     assert changed.mean() < 0.5 * inside + 0.05  # and not the whole frame
+
+
+def test_soak_smoke(backend, morphable, clip_path, assets_dir):
+    """`bench --soak N` on a few frames: the clip loops, memory is sampled, the table prints (the real soak is a
+    benchmark, not a test: docs/realtime.md)."""
+    from realtime.pipeline import PipelineOptions
+    from realtime.soak import run_soak
+
+    report = run_soak(backend, clip_path, frames=90, options=PipelineOptions(assets_dir=str(assets_dir)), samples=3)
+    assert report.frames == 90  # > 78: the clip looped
+    assert [frame for frame, _ in report.samples] == [0, 30, 60, 90] and all(rss > 50 for _, rss in report.samples)
+    assert "| frame | RSS (MiB) |" in report.markdown() and "growth after warm-up" in report.markdown()
