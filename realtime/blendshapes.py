@@ -192,6 +192,9 @@ class BlendshapeRetargeter:
             else:
                 raise ValueError(f"ICT shape {name!r} has no ARKit counterpart")
         self._to_arkit = mapping
+        self._from_arkit = [ARKIT_NAMES.index(n) if n in ARKIT_NAMES else ARKIT_NAMES.index(n.removesuffix("Left").removesuffix("Right")) for n in names]
+        self.alignment_rotation = rotation  # ICT -> BFM orientation
+        self._avatar: tuple[np.ndarray, np.ndarray] | None = None  # built on first use (~60 ms)
 
     @staticmethod
     def load(assets_dir: str | Path | None = None, ridge: float = _DEFAULT_RIDGE) -> "BlendshapeRetargeter":
@@ -210,6 +213,25 @@ class BlendshapeRetargeter:
         )
         LOGGER.debug("blendshape retargeting built in %.0f ms (alignment error %.3f of the face width)", (time.perf_counter() - tick) * 1000, retargeter.alignment_error)
         return retargeter
+
+    def avatar_vertices(self, blendshapes: dict[str, float] | None) -> np.ndarray:
+        """``{ARKit name: weight}`` (None: neutral) -> (V, 3) float32 ICT face, BFM-oriented, spanning ~[-1, 1]."""
+        if self._avatar is None:
+            # The ICT face in the BFM frame's orientation (x right, y up, z to the viewer), centred and scaled so
+            # its neutral face spans about [-1, 1]; flattened (3V,) mean and (53, 3V) basis.
+            neutral = self.ict.mean.astype(np.float64) @ self.alignment_rotation.T
+            low, high = neutral.min(0), neutral.max(0)
+            scale = 2.0 / (high - low).max()
+            basis = self.ict.expression_basis.astype(np.float64) @ self.alignment_rotation.T * scale
+            self._avatar = (((neutral - (low + high) / 2) * scale).astype(np.float32).reshape(-1), basis.astype(np.float32).reshape(len(basis), -1))
+        mean, basis = self._avatar
+        vertices = mean.copy()
+        if blendshapes:
+            arkit = np.array([float(blendshapes.get(name, 0.0)) for name in ARKIT_NAMES], np.float32)
+            ict_weights = arkit[self._from_arkit]
+            active = np.flatnonzero(ict_weights > 1e-4)  # usually a dozen of 53: skip the rest
+            vertices += ict_weights[active] @ basis[active]
+        return vertices.reshape(-1, 3)
 
     def ict_weights(self, expression: np.ndarray, iterations: int = 150) -> np.ndarray:
         """(N, 10) BFM expression coefficients -> (N, 53) ICT weights in [0, 1] (box-constrained least squares).

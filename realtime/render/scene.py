@@ -14,6 +14,7 @@ import numpy as np
 Color = tuple[float, float, float, float]  # RGBA in [0, 1]; alpha < 1 blends over the video
 
 MESH_COLOR: Color = (0.35, 0.75, 1.0, 0.6)  # light blue: stands out on skin and on green screens
+AVATAR_COLOR: Color = (0.82, 0.80, 0.78, 1.0)  # light clay: the avatar view
 LANDMARK_COLOR: Color = (1.0, 0.85, 0.1, 1.0)
 AXIS_COLORS: tuple[Color, Color, Color] = ((1.0, 0.2, 0.2, 1.0), (0.2, 1.0, 0.2, 1.0), (0.3, 0.5, 1.0, 1.0))  # x, y, z
 
@@ -35,11 +36,14 @@ class MeshDraw:
         vertices_image: (K, 3) float32 world coordinates (image pixels for overlays, see module doc).
         triangles: (T, 3) int32 vertex indices; winding does not matter (lighting is two-sided).
         color: RGBA in [0, 1]; alpha < 1 makes the mesh semi-transparent over what is behind it.
+        normals: (K, 3) float32 unit vertex normals, or None: the renderer computes them (:func:`vertex_normals`).
+            A producer thread can compute them with :meth:`with_normals` so the GUI thread does not.
     """
 
     vertices_image: np.ndarray
     triangles: np.ndarray
     color: Color = MESH_COLOR
+    normals: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         vertices = np.ascontiguousarray(self.vertices_image, dtype=np.float32)
@@ -59,6 +63,17 @@ class MeshDraw:
         object.__setattr__(self, "vertices_image", vertices)
         object.__setattr__(self, "triangles", np.ascontiguousarray(triangles, dtype=np.int32))
         object.__setattr__(self, "color", _check_color(self.color, "MeshDraw"))
+        if self.normals is not None:
+            normals = np.ascontiguousarray(self.normals, dtype=np.float32)
+            if normals.shape != vertices.shape:
+                raise ValueError(f"MeshDraw: normals must be {vertices.shape} like the vertices, got {normals.shape}")
+            object.__setattr__(self, "normals", normals)
+
+    def with_normals(self) -> "MeshDraw":
+        """This mesh with its vertex normals computed (a no-op when it has them)."""
+        if self.normals is not None:
+            return self
+        return MeshDraw(self.vertices_image, self.triangles, self.color, vertex_normals(self.vertices_image, self.triangles))
 
 
 @dataclass(frozen=True)
