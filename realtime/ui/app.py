@@ -285,7 +285,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(message.splitlines()[0])
 
     def _on_source_failed(self, message: str) -> None:
-        if self.options.screenshot is not None:  # test / benchmark mode: nobody to read the window
+        if self.options.screenshot is not None and self.options.seconds is None:  # frame-count test mode: no frames will come
             self._fail(message)
             return
         self._show_error(message)
@@ -463,6 +463,9 @@ class MainWindow(QtWidgets.QMainWindow):
             "processing_fps": round((worker.frames_processed - 1) / processing_window, 2) if processing_window > 0 else 0.0,
             "frames_dropped": worker.frames_dropped,
             "paints": self._paints,
+            "message": "" if self.message_label.isHidden() else self.message_label.text(),
+            "played_seconds": round(processing_window, 3),
+            "avatar": {"kind": self.avatar_mesh_combo.currentText(), "vertices": 0 if self.avatar.mesh is None else len(self.avatar.mesh.vertices_image)},
             "render_ms": {"video": round(self.video.render_ms, 2), "avatar": round(self.avatar.render_ms, 2), "blendshapes": round(self.blendshape_panel.paint_ms, 2)},
             "device_pixel_ratio": pixmap.devicePixelRatio(),
             "qt_warnings": list(self.qt_log.warnings),
@@ -501,6 +504,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     "landmarks_box_image": landmarks_box.round(2).tolist(),
                     "landmarks_box_window": to_window(landmarks_box),
                     "yaw_pitch_roll": [face.yaw, face.pitch, face.roll],
+                    "blendshapes": face.blendshapes,
                 }
             )
         return info

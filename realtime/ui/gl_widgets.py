@@ -19,6 +19,7 @@ from realtime.render.scene import AVATAR_COLOR, MeshDraw, Scene
 
 LOGGER = logging.getLogger(__name__)
 
+AVATAR_DISTANCE = 3.2  # the avatar meshes span about [-1, 1]: the face fills the view
 BACKGROUND_RGBA = (0.10, 0.10, 0.12, 1.0)
 
 
@@ -152,10 +153,10 @@ class AvatarWidget(SceneViewMixin, QOpenGLWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._init_scene_view()
-        self.camera = OrbitCamera(distance=4.0)
+        self.camera = OrbitCamera(distance=AVATAR_DISTANCE)
         self.mesh: MeshDraw | None = None
         self._drag_origin: QtCore.QPointF | None = None
-        self.setMinimumSize(200, 200)
+        self.setMinimumSize(200, 160)
         self.setToolTip("drag: orbit, wheel: zoom, double-click: reset")
 
     def set_mesh(self, mesh: MeshDraw | tuple[np.ndarray, np.ndarray] | None) -> None:
@@ -190,7 +191,7 @@ class AvatarWidget(SceneViewMixin, QOpenGLWidget):
         self._drag_origin = None
 
     def mouseDoubleClickEvent(self, event: QtGui.QMouseEvent) -> None:  # noqa: N802
-        self.camera = OrbitCamera(distance=4.0)
+        self.camera = OrbitCamera(distance=AVATAR_DISTANCE)
         self.update()
 
     def wheelEvent(self, event: QtGui.QWheelEvent) -> None:  # noqa: N802

@@ -8,6 +8,9 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 from realtime.blendshapes import ARKIT_NAMES
 
 
+ROW_HEIGHT_PX = 9  # 26 rows: the panel fits under the avatar in the default 1280x720 window
+
+
 class BlendshapePanel(QtWidgets.QWidget):
     """The 52 ARKit blendshape weights of the first face as horizontal bars, two columns, painted with QPainter.
 
@@ -22,9 +25,9 @@ class BlendshapePanel(QtWidgets.QWidget):
         self.weights: dict[str, float] = {}
         self.paint_ms = 0.0
         font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
-        font.setPointSizeF(max(6.5, font.pointSizeF() * 0.8))
+        font.setPixelSize(ROW_HEIGHT_PX - 1)
         self.setFont(font)
-        self.setMinimumHeight(26 * (QtGui.QFontMetrics(font).height() - 2) + 4)
+        self.setMinimumHeight(26 * ROW_HEIGHT_PX + 4)
         self.setToolTip("ARKit blendshapes of the first face (sent over VMC); greyed: not tracked by the 3DMM")
 
     def set_weights(self, weights: dict[str, float] | None) -> None:

@@ -193,6 +193,7 @@ class PipelineWorker(QtCore.QThread):
         self._paused = threading.Event()
         self._gl_ready = threading.Event()  # the GUI's GL views initialised: frames may flow
         self._triangles_ready = threading.Event()  # the dense mesh's triangles are computed
+        self._triangles_thread: threading.Thread | None = None
         self._displayed = threading.Event()  # the GUI painted the last published packet
         self._displayed.set()
         self._published_sequence = 0
@@ -302,6 +303,8 @@ class PipelineWorker(QtCore.QThread):
             LOGGER.exception("live worker stopped")
             self.failed.emit(f"{type(error).__name__}: {error}")
         finally:
+            if self._triangles_thread is not None:  # torch must not be torn down under it at exit
+                self._triangles_thread.join(60.0)
             state.recorder = self._close_recorder(state.recorder)
             if state.vmc is not None:
                 state.vmc.close()
@@ -455,7 +458,9 @@ class PipelineWorker(QtCore.QThread):
                     pipeline.dense_triangles  # noqa: B018 - cached on the shared morphable model
                     self._triangles_ready.set()
 
-                threading.Thread(target=compute, name="dense-triangles", daemon=True).start()
+                if self._triangles_thread is None:
+                    self._triangles_thread = threading.Thread(target=compute, name="dense-triangles", daemon=True)
+                    self._triangles_thread.start()
             self._morphable = pipeline.morphable  # loaded once, shared by later pipelines
         except Exception:
             backend.close()
