@@ -180,6 +180,7 @@ class BlendshapeRetargeter:
         cross[~self.fitted] = 0.0
         self._gram, self._cross = gram, cross
         self._step = 1.0 / float(np.linalg.eigvalsh(gram)[-1])
+        self._contraction = np.eye(len(gram)) - self._step * gram
         # ICT's 53 -> ARKit's 52: L/R halves of browInnerUp and cheekPuff averaged, tongueOut empty.
         names = [ict_to_arkit_name(n) for n in ict.expression_names]
         mapping = np.zeros((len(names), NUM_BLENDSHAPES))
@@ -242,11 +243,14 @@ class BlendshapeRetargeter:
         expression = np.asarray(expression, np.float64)
         if expression.ndim != 2 or expression.shape[1] != NUM_EXP:
             raise ValueError(f"ict_weights: expected (N, {NUM_EXP}) expression coefficients, got {expression.shape}")
-        linear = expression @ self._cross.T  # (N, 53)
-        weights = np.zeros_like(linear)
+        shift = self._step * (expression @ self._cross.T)  # (N, 53)
+        contraction = self._contraction
+        weights = np.zeros_like(shift)
         momentum, t = weights.copy(), 1.0
         for _ in range(iterations):
-            updated = np.clip(momentum - self._step * (momentum @ self._gram - linear), 0.0, 1.0)
+            updated = momentum @ contraction  # w - step * (G w - b) = w (I - step G) + step b  (G symmetric)
+            updated += shift
+            np.clip(updated, 0.0, 1.0, out=updated)
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
             momentum = updated + ((t - 1.0) / t_next) * (updated - weights)
             weights, t = updated, t_next

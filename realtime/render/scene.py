@@ -155,11 +155,37 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """
     v = vertices.astype(np.float32, copy=False)
     a, b, c = v[triangles[:, 0]], v[triangles[:, 1]], v[triangles[:, 2]]
-    face_normals = np.cross(b - a, c - a)  # length = 2 * area: area weighting for free
-    normals = np.zeros_like(v)
-    flat_index = triangles.ravel()
-    repeated = np.repeat(face_normals, 3, axis=0)
-    for axis in range(3):  # bincount is ~10x faster than np.add.at
-        normals[:, axis] = np.bincount(flat_index, weights=repeated[:, axis], minlength=len(v))
-    norm = np.linalg.norm(normals, axis=1, keepdims=True)
-    return np.divide(normals, norm, out=np.zeros_like(normals), where=norm > 0)
+    u, w = b - a, c - a
+    face_normals = np.empty_like(u)  # cross(u, w), spelled out: np.cross is ~3x slower on (T, 3)
+    face_normals[:, 0] = u[:, 1] * w[:, 2] - u[:, 2] * w[:, 1]
+    face_normals[:, 1] = u[:, 2] * w[:, 0] - u[:, 0] * w[:, 2]
+    face_normals[:, 2] = u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]  # length = 2 * area: area weighting for free
+    normals = _incidence(triangles, len(v)) @ face_normals  # sum over each vertex's triangles
+    norm = np.sqrt((normals * normals).sum(axis=1, keepdims=True))
+    return np.divide(normals, norm, out=np.zeros_like(normals), where=norm > 0).astype(np.float32, copy=False)
+
+
+_INCIDENCE_CACHE: dict[int, tuple] = {}
+
+
+def _incidence(triangles: np.ndarray, vertex_count: int):
+    """(K, T) sparse vertex-triangle incidence matrix, cached per triangle array (the app reuses a few)."""
+    import weakref
+
+    from scipy import sparse
+
+    key = id(triangles)
+    cached = _INCIDENCE_CACHE.get(key)
+    if cached is not None and cached[0]() is triangles and cached[1].shape[0] == vertex_count:
+        return cached[1]
+    rows = np.asarray(triangles).ravel()
+    columns = np.repeat(np.arange(len(triangles)), 3)
+    matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(vertex_count, len(triangles)))
+    try:
+        reference = weakref.ref(triangles)
+    except TypeError:  # not weak-referenceable (a view of a temporary): do not cache
+        return matrix
+    if len(_INCIDENCE_CACHE) > 16:
+        _INCIDENCE_CACHE.clear()
+    _INCIDENCE_CACHE[key] = (reference, matrix)
+    return matrix
