@@ -110,6 +110,12 @@ class MainWindow(QtWidgets.QMainWindow):
         splitter.setSizes([options.window_size[0] - 380, 380])
         self.setCentralWidget(splitter)
         self._build_menus()
+        # Clicking a control does not take the keyboard focus (Tab still reaches them), so Space keeps meaning
+        # pause / resume instead of toggling the last clicked checkbox.
+        for control in self.findChildren((QtWidgets.QAbstractButton, QtWidgets.QComboBox)):
+            control.setFocusPolicy(QtCore.Qt.FocusPolicy.TabFocus)
+        self.video.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.video.setFocus()
         self.statusBar().showMessage("starting ...")
         self._apply_settings()
         # The pipeline (model files, backend, detector: ~2 s) loads while the window opens; frames start once

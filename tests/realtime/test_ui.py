@@ -204,3 +204,49 @@ def test_app_plays_in_real_time_drives_the_avatar_and_streams_vmc(tmp_path, shar
     assert heads and all(m[1] == "Head" and len(m) == 9 for m in heads)
     assert sum(m[0] == "/VMC/Ext/Blend/Apply" for m in received) == len(heads)
     assert sum(m[0] == "/VMC/Ext/Blend/Val" for m in received) == 52 * len(heads)
+
+
+_KEYS_SCRIPT = r'''
+import json, sys
+from realtime.ui.app import MainWindow, _clean_qt_environment
+from realtime.ui.options import LiveOptions
+_clean_qt_environment()
+from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6.QtTest import QTest
+from realtime.ui.gl_widgets import default_surface_format
+QtGui.QSurfaceFormat.setDefaultFormat(default_surface_format())
+app = QtWidgets.QApplication([])
+window = MainWindow(LiveOptions(source=sys.argv[1], backend="teacher", assets=sys.argv[2]))
+window.show()
+result = {}
+def keys():
+    window.windowHandle().requestActivate()  # no window manager under Xvfb: ask for the focus
+    result["active"] = QTest.qWaitForWindowActive(window, 5000)
+    result["initial"] = window.pause_button.text()
+    QTest.keyClick(window, QtCore.Qt.Key.Key_Space)
+    result["after_space"] = window.pause_button.text()
+    QTest.keyClick(window, QtCore.Qt.Key.Key_Space)
+    result["after_second_space"] = window.pause_button.text()
+    if sys.argv[3] == "ctrl+q":
+        QTest.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
+    else:
+        QTest.keyClick(window, QtCore.Qt.Key.Key_Escape)
+QtCore.QTimer.singleShot(1500, keys)
+QtCore.QTimer.singleShot(40000, lambda: (result.setdefault("timed_out", True), app.quit()))
+app.exec()
+print("RESULT " + json.dumps(result))
+'''
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("quit_key", ["escape", "ctrl+q"])
+def test_keys_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, quit_key):
+    command = [*_display_prefix(), sys.executable, "-c", _KEYS_SCRIPT, str(shared_dir / CLIP), str(assets_dir), quit_key]
+    done = subprocess.run(command, cwd=REPO, env=_app_environment(tmp_path), capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    if not result.get("active"):
+        pytest.skip("the window could not get the keyboard focus on this X server")
+    assert (result["initial"], result["after_space"], result["after_second_space"]) == ("Pause", "Resume", "Pause")
+    assert "timed_out" not in result, f"{quit_key} did not close the window"
