@@ -180,6 +180,7 @@ class BlendshapeRetargeter:
         cross[~self.fitted] = 0.0
         self._gram, self._cross = gram, cross
         self._step = 1.0 / float(np.linalg.eigvalsh(gram)[-1])
+        self._contraction = np.eye(len(gram)) - self._step * gram
         # ICT's 53 -> ARKit's 52: L/R halves of browInnerUp and cheekPuff averaged, tongueOut empty.
         names = [ict_to_arkit_name(n) for n in ict.expression_names]
         mapping = np.zeros((len(names), NUM_BLENDSHAPES))
@@ -192,6 +193,9 @@ class BlendshapeRetargeter:
             else:
                 raise ValueError(f"ICT shape {name!r} has no ARKit counterpart")
         self._to_arkit = mapping
+        self._from_arkit = [ARKIT_NAMES.index(n) if n in ARKIT_NAMES else ARKIT_NAMES.index(n.removesuffix("Left").removesuffix("Right")) for n in names]
+        self.alignment_rotation = rotation  # ICT -> BFM orientation
+        self._avatar: tuple[np.ndarray, np.ndarray] | None = None  # built on first use (~60 ms)
 
     @staticmethod
     def load(assets_dir: str | Path | None = None, ridge: float = _DEFAULT_RIDGE) -> "BlendshapeRetargeter":
@@ -211,6 +215,25 @@ class BlendshapeRetargeter:
         LOGGER.debug("blendshape retargeting built in %.0f ms (alignment error %.3f of the face width)", (time.perf_counter() - tick) * 1000, retargeter.alignment_error)
         return retargeter
 
+    def avatar_vertices(self, blendshapes: dict[str, float] | None) -> np.ndarray:
+        """``{ARKit name: weight}`` (None: neutral) -> (V, 3) float32 ICT face, BFM-oriented, spanning ~[-1, 1]."""
+        if self._avatar is None:
+            # The ICT face in the BFM frame's orientation (x right, y up, z to the viewer), centred and scaled so
+            # its neutral face spans about [-1, 1]; flattened (3V,) mean and (53, 3V) basis.
+            neutral = self.ict.mean.astype(np.float64) @ self.alignment_rotation.T
+            low, high = neutral.min(0), neutral.max(0)
+            scale = 2.0 / (high - low).max()
+            basis = self.ict.expression_basis.astype(np.float64) @ self.alignment_rotation.T * scale
+            self._avatar = (((neutral - (low + high) / 2) * scale).astype(np.float32).reshape(-1), basis.astype(np.float32).reshape(len(basis), -1))
+        mean, basis = self._avatar
+        vertices = mean.copy()
+        if blendshapes:
+            arkit = np.array([float(blendshapes.get(name, 0.0)) for name in ARKIT_NAMES], np.float32)
+            ict_weights = arkit[self._from_arkit]
+            active = np.flatnonzero(ict_weights > 1e-4)  # usually a dozen of 53: skip the rest
+            vertices += ict_weights[active] @ basis[active]
+        return vertices.reshape(-1, 3)
+
     def ict_weights(self, expression: np.ndarray, iterations: int = 150) -> np.ndarray:
         """(N, 10) BFM expression coefficients -> (N, 53) ICT weights in [0, 1] (box-constrained least squares).
 
@@ -220,11 +243,14 @@ class BlendshapeRetargeter:
         expression = np.asarray(expression, np.float64)
         if expression.ndim != 2 or expression.shape[1] != NUM_EXP:
             raise ValueError(f"ict_weights: expected (N, {NUM_EXP}) expression coefficients, got {expression.shape}")
-        linear = expression @ self._cross.T  # (N, 53)
-        weights = np.zeros_like(linear)
+        shift = self._step * (expression @ self._cross.T)  # (N, 53)
+        contraction = self._contraction
+        weights = np.zeros_like(shift)
         momentum, t = weights.copy(), 1.0
         for _ in range(iterations):
-            updated = np.clip(momentum - self._step * (momentum @ self._gram - linear), 0.0, 1.0)
+            updated = momentum @ contraction  # w - step * (G w - b) = w (I - step G) + step b  (G symmetric)
+            updated += shift
+            np.clip(updated, 0.0, 1.0, out=updated)
             t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
             momentum = updated + ((t - 1.0) / t_next) * (updated - weights)
             weights, t = updated, t_next
