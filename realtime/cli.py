@@ -1,7 +1,7 @@
-"""`main.py video | live` argument definitions, and the helpers that turn arguments into a pipeline.
+"""`drtn video | demo | live` argument definitions and handlers.
 
-The app (``realtime.ui``) and the pipeline benchmark reuse :func:`add_pipeline_arguments`,
-:func:`create_backend` and :func:`pipeline_options_from_args`, so every entry point takes the same flags.
+The flags shared with the app and the pipeline benchmark live in :mod:`realtime.arguments` (re-exported here);
+nothing else imports this module but the command-line entry (:mod:`drtn_cli`).
 """
 from __future__ import annotations
 
@@ -9,63 +9,14 @@ import argparse
 import logging
 from pathlib import Path
 
+from realtime.arguments import (  # noqa: F401 (re-exported: the flags of every entry point)
+    DEFAULT_BACKEND,
+    add_pipeline_arguments,
+    create_backend,
+    pipeline_options_from_args,
+)
+
 LOGGER = logging.getLogger(__name__)
-
-DEFAULT_BACKEND = "onnxruntime"
-
-
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ``video``, ``live`` and ``bench --pipeline``: backend, detection, tracking, smoothing."""
-    group = parser.add_argument_group("pipeline")
-    group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
-    group.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
-    group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
-    group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
-    group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
-    group.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
-    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff at rest for all parameter groups (lower = smoother)")
-    group.add_argument("--smooth-beta", type=float, default=None, help="One-Euro speed coefficient for all groups (higher = less lag)")
-    group.add_argument("--smooth-d-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff of the speed estimate")
-
-
-def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
-    """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`."""
-    from realtime.detector import DetectorOptions
-    from realtime.pipeline import PipelineOptions, RunningMode
-    from realtime.smoothing import OneEuroConfig, SmoothingOptions
-    from realtime.tracker import TrackerOptions
-
-    smoothing = SmoothingOptions(enabled=not args.no_smoothing)
-    overrides = {
-        name: value
-        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta), ("d_cutoff", args.smooth_d_cutoff))
-        if value is not None
-    }
-    if overrides:
-        smoothing = smoothing.with_all_groups(OneEuroConfig(**{**OneEuroConfig().__dict__, **overrides}))
-    return PipelineOptions(
-        running_mode=running_mode or RunningMode.VIDEO,
-        assets_dir=getattr(args, "assets", None),
-        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence),
-        tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
-        smoothing=smoothing,
-        result_callback=result_callback,
-    )
-
-
-def create_backend(kind: str, assets_dir: str | None = None, threads: int = 2):
-    """The inference backend ``kind`` from :func:`export.backends.create_backend` (its bundled default model).
-
-    Raises:
-        ImportError: the export package's backends cannot be imported.
-        ValueError, FileNotFoundError, export.backends.BackendUnavailableError: from the factory.
-    """
-    try:
-        from export.backends import create_backend as factory
-    except ImportError as error:
-        raise ImportError(f"the inference backends are not available (export.backends: {error})") from error
-    return factory(kind, assets=assets_dir, threads=threads)
-
 
 def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video + JSONL records."""
@@ -81,7 +32,7 @@ def run_video_command(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     options = pipeline_options_from_args(args)
     with open_source(args.input, max_frames=args.max_frames) as source:
-        backend = create_backend(args.backend, getattr(args, "assets", None))
+        backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
             try:
@@ -118,7 +69,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot decode image {image_path}")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    backend = create_backend(args.backend, getattr(args, "assets", None))
+    backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
     with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline:
         frame = Frame(image, 0.0, 0)
         result = pipeline.process(frame)

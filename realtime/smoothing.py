@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from drtn.configs import check_known_keys
 from drtn.crop import CROP_SIZE, crop_to_image_affine
 from drtn.params import EXP_SLICE, ID_SLICE, NUM_PARAMS, ParamStats
-from drtn.configs import check_known_keys
 
 
 @dataclass(frozen=True)

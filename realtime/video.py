@@ -179,5 +179,5 @@ def process_video(
         if frames and not playable:
             LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
         else:
-            LOGGER.info("wrote %d frames to %s%s", frames, output_path, f" and {face_records} records to {records_path}" if records_path else "")
+            LOGGER.debug("wrote %d frames to %s%s", frames, output_path, f" and {face_records} records to {records_path}" if records_path else "")
     return VideoSummary(frames, face_records, output_path, records_path, playable, time.perf_counter() - start)

@@ -33,6 +33,7 @@ class LiveOptions:
         window_size: initial window size in pixels.
         pipeline: :class:`realtime.pipeline.PipelineOptions` (detector, tracker, smoothing settings); None:
             the defaults. Its running mode and smoothing on/off are set by the app.
+        model: ``--model``: an .onnx export or .pt checkpoint for the DRTN backends (None: the bundled model).
     """
 
     source: int | str | None = None
@@ -45,6 +46,7 @@ class LiveOptions:
     record_dir: Path = Path("recordings")
     window_size: tuple[int, int] = (1280, 720)
     pipeline: object | None = None
+    model: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKEND_KINDS:
@@ -77,15 +79,15 @@ class LiveOptions:
             values["backend"] = args.backend
         if getattr(args, "no_smoothing", False):
             values["smoothing"] = False
-        for name in ("assets", "frames", "loop"):
+        for name in ("assets", "frames", "loop", "model"):
             if getattr(args, name, None) is not None:
                 values[name] = getattr(args, name)
         if getattr(args, "screenshot", None):
             values["screenshot"] = Path(args.screenshot)
         if getattr(args, "record_dir", None):
             values["record_dir"] = Path(args.record_dir)
-        if hasattr(args, "max_faces"):  # the pipeline flags of realtime.cli: detector, tracker, smoothing settings
-            from realtime.cli import pipeline_options_from_args
+        if hasattr(args, "max_faces"):  # the pipeline flags of realtime.arguments: detector, tracker, smoothing settings
+            from realtime.arguments import pipeline_options_from_args
 
             values["pipeline"] = pipeline_options_from_args(args)
         assert set(values) <= known

@@ -291,12 +291,12 @@ class PipelineWorker(QtCore.QThread):
         return source
 
     def _build_pipeline(self, backend_kind: str, smoothing: bool):
-        from realtime.cli import create_backend
+        from realtime.arguments import create_backend
         from realtime.pipeline import FacePipeline, PipelineOptions, RunningMode
 
         self.status.emit(f"starting backend {backend_kind} ...")
         tick = time.perf_counter()
-        backend = create_backend(backend_kind, self.options.assets)
+        backend = create_backend(backend_kind, self.options.assets, model=self.options.model if backend_kind != "teacher" else None)
         try:
             options = self.options.pipeline or PipelineOptions(assets_dir=self.options.assets)
             options = replace(options, running_mode=RunningMode.VIDEO, result_callback=None, smoothing=replace(options.smoothing, enabled=smoothing))
