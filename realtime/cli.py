@@ -22,7 +22,8 @@ def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video + JSONL records."""
     from realtime.overlay import create_overlay
     from realtime.pipeline import FacePipeline
-    from realtime.sources import open_source
+    from realtime.prefetch import PrefetchedSource
+    from realtime.sources import CameraSource, open_source
     from realtime.threads import limit_blas_threads
     from realtime.video import process_video
 
@@ -31,7 +32,9 @@ def run_video_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-frames: expected >= 1, got {args.max_frames}")
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     options = pipeline_options_from_args(args)
-    with open_source(args.input, max_frames=args.max_frames) as source:
+    with open_source(args.input, max_frames=args.max_frames) as opened:
+        # files and folders decode ahead in a thread; a camera is read live
+        source = opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start()
         backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)

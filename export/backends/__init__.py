@@ -129,6 +129,19 @@ def create_backend(
 
         import_tensorrt()
 
+    if path is None and kind == "onnxruntime":  # the shipped export, if current: one session, no export
+        from export.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from export.contract import bundled_checkpoint_path, bundled_onnx_path, sha256_file
+
+        shipped, checkpoint = bundled_onnx_path(), bundled_checkpoint_path()
+        try:
+            backend = OnnxRuntimeBackend(shipped, threads=threads)
+        except (ValueError, FileNotFoundError):
+            backend = None  # bundled_onnx() says why and exports
+        if backend is not None:
+            if not checkpoint.is_file() or backend.info.metadata.get("source_checkpoint_sha256") == sha256_file(checkpoint):
+                return backend
+            backend.close()
     if path is None:
         path = bundled_onnx(cache_root, assets)
     elif _is_checkpoint(path):

@@ -73,3 +73,18 @@ def test_missing_or_corrupt_shipped_onnx_falls_back(assets_dir, tmp_path, monkey
     from export.backends import bundled_onnx
 
     assert bundled_onnx(tmp_path, assets_dir) == tmp_path / "x.onnx" and exported == [None]
+
+
+def test_factory_does_not_run_a_stale_shipped_onnx(assets_dir, tmp_path, monkeypatch):
+    import export.contract
+    import export.onnx_export
+    from export.backends import create_backend
+
+    other = tmp_path / "drtn_rt.pt"
+    other.write_bytes(b"a retrained checkpoint")
+    monkeypatch.setattr(export.contract, "bundled_checkpoint_path", lambda: other)
+    exported = []
+    monkeypatch.setattr(export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or bundled_onnx_path())
+    with create_backend("onnxruntime", assets=assets_dir, cache_dir=tmp_path):
+        pass
+    assert exported == [None]  # went through the export of the (new) bundled checkpoint
