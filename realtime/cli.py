@@ -1,7 +1,7 @@
-"""`main.py video | live` argument definitions, and the helpers that turn arguments into a pipeline.
+"""`drtn video | demo | live` argument definitions and handlers.
 
-The app (``realtime.ui``) and the pipeline benchmark reuse :func:`add_pipeline_arguments`,
-:func:`create_backend` and :func:`pipeline_options_from_args`, so every entry point takes the same flags.
+The flags shared with the app and the pipeline benchmark live in :mod:`realtime.arguments` (re-exported here);
+nothing else imports this module but the command-line entry (:mod:`drtn_cli`).
 """
 from __future__ import annotations
 
@@ -9,75 +9,21 @@ import argparse
 import logging
 from pathlib import Path
 
+from realtime.arguments import (  # noqa: F401 (re-exported: the flags of every entry point)
+    DEFAULT_BACKEND,
+    add_pipeline_arguments,
+    create_backend,
+    pipeline_options_from_args,
+)
+
 LOGGER = logging.getLogger(__name__)
-
-DEFAULT_BACKEND = "onnxruntime"
-
-
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ``video``, ``live`` and ``bench --pipeline``: backend, detection, tracking, smoothing."""
-    group = parser.add_argument_group("pipeline")
-    group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
-    group.add_argument("--max-faces", type=int, default=16, help="most faces tracked at once (default 16: a crowd)")
-    group.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 5: new faces within 5 frames)")
-    group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
-    group.add_argument("--detector-tiles", action="store_true", help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost")
-    group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
-    group.add_argument("--no-smoothing", action="store_true", help="turn the temporal smoothing off")
-    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="pose filter cutoff of a still head, every pose part (lower = smoother; default: the benchmark's winners)")
-    group.add_argument("--smooth-beta", type=float, default=None, help="pose filter cutoff increase per unit of head speed, every pose part (higher = follows sooner)")
-
-
-def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
-    """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`."""
-    from realtime.detector import DetectorOptions
-    from realtime.pipeline import PipelineOptions, RunningMode
-    from realtime.smoothing import MotionFilterConfig, SmoothingOptions
-    from realtime.tracker import TrackerOptions
-
-    import math
-
-    for flag in ("smooth_min_cutoff", "smooth_beta", "smooth_d_cutoff", "min_detection_confidence"):
-        value = getattr(args, flag, None)
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"--{flag.replace('_', '-')}: expected a finite number, got {value}")
-    smoothing = SmoothingOptions(enabled=not args.no_smoothing)
-    overrides = {
-        name: value
-        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta))
-        if value is not None
-    }
-    if overrides:
-        smoothing = smoothing.with_pose(MotionFilterConfig(**{**MotionFilterConfig().__dict__, **overrides}))
-    return PipelineOptions(
-        running_mode=running_mode or RunningMode.VIDEO,
-        assets_dir=getattr(args, "assets", None),
-        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence, tiles=getattr(args, "detector_tiles", False)),
-        tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
-        smoothing=smoothing,
-        result_callback=result_callback,
-    )
-
-
-def create_backend(kind: str, assets_dir: str | None = None, threads: int = 2):
-    """The inference backend ``kind`` from :func:`export.backends.create_backend` (its bundled default model).
-
-    Raises:
-        ImportError: the export package's backends cannot be imported.
-        ValueError, FileNotFoundError, export.backends.BackendUnavailableError: from the factory.
-    """
-    try:
-        from export.backends import create_backend as factory
-    except ImportError as error:
-        raise ImportError(f"the inference backends are not available (export.backends: {error})") from error
-    return factory(kind, assets=assets_dir, threads=threads)
-
 
 def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video + JSONL records."""
     from realtime.overlay import create_overlay
     from realtime.pipeline import FacePipeline
-    from realtime.sources import open_source
+    from realtime.prefetch import PrefetchedSource
+    from realtime.sources import CameraSource, open_source
     from realtime.threads import limit_blas_threads
     from realtime.outputs import check_output_paths
     from realtime.video import process_video, video_outputs
@@ -89,8 +35,10 @@ def run_video_command(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     check_output_paths(video_outputs(output, args.records), [args.input])  # before anything is opened
     options = pipeline_options_from_args(args)
-    with open_source(args.input, max_frames=args.max_frames) as source:
-        backend = create_backend(args.backend, getattr(args, "assets", None))
+    with open_source(args.input, max_frames=args.max_frames) as opened:
+        # files and folders decode ahead in a thread; a camera is read live
+        source = opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start()
+        backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
             sender = _vmc_sender(args)
@@ -143,7 +91,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"cannot decode image {image_path}: not an image or a corrupt file")
-    backend = create_backend(args.backend, getattr(args, "assets", None))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
     with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline:
         frame = Frame(image, 0.0, 0)
         result = pipeline.process(frame)

@@ -33,6 +33,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from drtn.configs import check_known_keys
 from drtn.crop import crop_image, model_to_image, roi_box_from_detection, roi_box_from_landmarks
 from drtn.morphable import MorphableModel
 from drtn.params import NUM_PARAMS, pose_angles_degrees
@@ -40,7 +41,6 @@ from realtime.detector import DetectorOptions, FaceDetector
 from realtime.smoothing import FaceSmoother, SmoothingOptions
 from realtime.sources import Frame, to_bgr
 from realtime.tracker import FaceTracker, TrackerOptions
-from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 

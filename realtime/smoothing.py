@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from drtn.configs import check_known_keys
 from drtn.crop import CROP_SIZE, image_to_crop_affine, pose_crop_to_image, pose_image_to_crop
 from drtn.params import EXP_SLICE, ID_SLICE, NUM_PARAMS, ParamStats
-from drtn.configs import check_known_keys
 
 
 @dataclass(frozen=True)

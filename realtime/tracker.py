@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from drtn.crop import roi_box_from_landmarks
 from drtn.configs import check_known_keys
+from drtn.crop import roi_box_from_landmarks
 
 LOGGER = logging.getLogger(__name__)
 

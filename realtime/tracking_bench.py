@@ -359,7 +359,7 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     from dataclasses import replace
 
     from drtn.morphable import MorphableModel
-    from realtime.cli import create_backend
+    from realtime.arguments import create_backend
     from realtime.detector import DetectorOptions
     from realtime.pipeline import PipelineOptions, RunningMode
 

@@ -337,6 +337,6 @@ def process_video(
     if not playable:
         LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
     else:
-        LOGGER.info("wrote %d frames to %s (%s)%s", frames, output_path, writer.backend, f" and {records.records} records to {records_path}" if records is not None else "")
+        LOGGER.debug("wrote %d frames to %s (%s)%s", frames, output_path, writer.backend, f" and {records.records} records to {records_path}" if records is not None else "")
     face_records = records.records if records is not None else 0
     return VideoSummary(frames, face_records, output_path, records_path, playable, time.perf_counter() - start, writer.backend)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.pipeline import FacePipeline, FaceResult, FrameResult, PipelineOptions, RunningMode, STAGES
+from realtime.pipeline import STAGES, FacePipeline, FaceResult, FrameResult, PipelineOptions, RunningMode
 from realtime.sources import Frame
 from realtime.tracker import TrackerOptions
 

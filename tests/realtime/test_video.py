@@ -129,7 +129,7 @@ def test_video_command_end_to_end(clip_path, tmp_path, backend, assets_dir, monk
     import main
     import realtime.cli
 
-    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2, model=None: backend)
     output, records = tmp_path / "cli.mp4", tmp_path / "cli.jsonl"
     code = main.main(["--assets", str(assets_dir), "video", str(clip_path), "-o", str(output), "--records", str(records),
                       "--renderer", "cv", "--max-frames", "3", "--no-progress", "--detect-every", "2"])  # fmt: skip
