@@ -19,7 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from export.cache import atomic_write_bytes, atomic_write_text
 from realtime.meshio import MeshTopology, face_mesh, numbered_paths, sample_texture, sample_vertex_colors, visible_vertices, write_obj, write_ply
+from realtime.outputs import IMAGE_SUFFIXES, Output, check_output_paths
 from realtime.records import SCHEMA_VERSION, SourceInfo, face_record
 from realtime.render_modes import create_drawer
 from realtime.sources import Frame
@@ -91,40 +93,60 @@ class PhotoProcessor:
 
     def process(self, image_path: str | Path, output_image: str | Path, records_json: str | Path | None = None,
                 obj_path: str | Path | None = None, ply_path: str | Path | None = None) -> PhotoSummary:  # fmt: skip
-        """Process one photo.
+        """Process one photo. Every output path is checked first (:func:`realtime.outputs.check_output_paths`:
+        not the input, not another output, writable, the right extension), and each file is written under a
+        temporary name and renamed into place.
 
         Raises:
+            realtime.outputs.OutputPathError: an output path is refused (nothing written).
             UnreadableImageError: the file does not decode as an image.
-            ValueError: an output cannot be written.
+            ValueError: an output cannot be encoded.
         """
         image_path, output_image = Path(image_path), Path(output_image)
+        renders = [output_image if k == 0 else output_image.with_name(f"{output_image.stem}_{mode}{output_image.suffix}")
+                   for k, mode in enumerate(self.render_modes)]  # fmt: skip
+        records_json = Path(records_json) if records_json is not None else None
+        self._check([Output(path, "-o", IMAGE_SUFFIXES) for path in renders]
+                    + ([Output(records_json, "-o (its .json)", (".json",))] if records_json is not None else [])
+                    + self._mesh_outputs(obj_path, ply_path, 1), image_path)  # fmt: skip
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
         if image is None:
-            raise UnreadableImageError(f"cannot decode {image_path} as an image")
+            raise UnreadableImageError(f"cannot decode image {image_path}: not an image or a corrupt file")
         height, width = image.shape[:2]
         frame = Frame(image, 0.0, 0)
         result = self.pipeline.process(frame)
+        if len(result.faces) > 1:  # F_1.obj, F_2.obj, ...: checked too before anything is written
+            self._check(self._mesh_outputs(obj_path, ply_path, len(result.faces)), image_path)
         files: list[Path] = []
-        output_image.parent.mkdir(parents=True, exist_ok=True)
-        for k, mode in enumerate(self.render_modes):
-            target = output_image if k == 0 else output_image.with_name(f"{output_image.stem}_{mode}{output_image.suffix}")
-            if not cv2.imwrite(str(target), self._drawer(mode, width, height).draw(image, result.faces)):
-                raise ValueError(f"cannot write {target} (use a .png or .jpg name)")
-            files.append(target)
+        for target, mode in zip(renders, self.render_modes):
+            ok, encoded = cv2.imencode(target.suffix, self._drawer(mode, width, height).draw(image, result.faces))
+            if not ok:
+                raise ValueError(f"cannot encode {target} (use a .png or .jpg name)")
+            files.append(atomic_write_bytes(target, encoded.tobytes()))
         source = SourceInfo(str(image_path), width, height, 0.0)
         if records_json is not None:
-            records_json = Path(records_json)
-            records_json.parent.mkdir(parents=True, exist_ok=True)
             document = {
                 "schema_version": SCHEMA_VERSION,
                 **source.fields(),
                 "faces": [face_record(frame, face, source, self.pipeline.crop_size) for face in result.faces],
             }
-            records_json.write_text(json.dumps(document), encoding="utf-8")
-            files.append(records_json)
+            files.append(atomic_write_text(records_json, json.dumps(document)))
         if (obj_path is not None or ply_path is not None) and result.faces:
             files += write_face_meshes(self.pipeline, result.faces, image, obj_path, ply_path, self.topology, self.texture)
         return PhotoSummary(image_path, len(result.faces), files)
+
+    def _mesh_outputs(self, obj_path, ply_path, faces: int) -> list[Output]:
+        outputs = []
+        for path in numbered_paths(obj_path, faces) if obj_path is not None else []:
+            outputs.append(Output(path, "--obj", (".obj",)))
+            if self.texture:
+                outputs += [Output(path.with_suffix(".mtl"), "--obj (its .mtl)"), Output(path.with_name(f"{path.stem}_texture.png"), "--obj (its texture)")]
+        outputs += [Output(path, "--ply", (".ply",)) for path in (numbered_paths(ply_path, faces) if ply_path is not None else [])]
+        return outputs
+
+    @staticmethod
+    def _check(outputs: list[Output], image_path: Path) -> None:
+        check_output_paths(outputs, [image_path])
 
     def close(self) -> None:
         for drawer in self._drawers.values():

@@ -25,6 +25,7 @@ import numpy as np
 
 from drtn.assets import Assets, find_assets
 from drtn.crop import model_to_image
+from export.cache import atomic_write_bytes, atomic_write_text
 
 LOGGER = logging.getLogger(__name__)
 
@@ -257,9 +258,11 @@ def write_obj(path: str | Path, mesh: FaceMesh, texture_bgr: np.ndarray | None =
         if mesh.uv is None:
             raise ValueError("write_obj: a texture needs a mesh with UVs (face_mesh with a MeshTopology)")
         material, texture = path.with_suffix(".mtl"), path.with_name(f"{path.stem}_texture.png")
-        if not cv2.imwrite(str(texture), texture_bgr):
-            raise ValueError(f"cannot write texture {texture}")
-        material.write_text(f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture.name}\n", encoding="utf-8")
+        ok, encoded = cv2.imencode(".png", texture_bgr)
+        if not ok:
+            raise ValueError(f"cannot encode texture {texture}")
+        atomic_write_bytes(texture, encoded.tobytes())
+        atomic_write_text(material, f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {texture.name}\n")
         lines += [f"mtllib {material.name}", "usemtl face"]
         written += [material, texture]
     body = [_rows("v %.4f %.4f %.4f", mesh.vertices)]
@@ -269,7 +272,7 @@ def write_obj(path: str | Path, mesh: FaceMesh, texture_bgr: np.ndarray | None =
         body.append(_rows("f %d/%d %d/%d %d/%d", np.repeat(faces, 2, axis=1)))
     else:
         body.append(_rows("f %d %d %d", faces))
-    path.write_text("\n".join(lines + body) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines + body) + "\n")  # temporary name, then renamed into place
     return written
 
 
@@ -311,10 +314,7 @@ def write_ply(path: str | Path, mesh: FaceMesh, colors_rgb: np.ndarray | None = 
               f"element vertex {len(vertices)}"]  # fmt: skip
     header += [f"property {names[kind]} {name}" for name, kind in fields]
     header += [f"element face {len(faces)}", "property list uchar int vertex_indices", "end_header"]
-    with open(path, "wb") as handle:
-        handle.write(("\n".join(header) + "\n").encode("ascii"))
-        handle.write(vertices.tobytes())
-        handle.write(faces.tobytes())
+    atomic_write_bytes(path, ("\n".join(header) + "\n").encode("ascii") + vertices.tobytes() + faces.tobytes())
     return path
 
 

@@ -118,54 +118,30 @@ def csv_row(record: dict) -> list:
     return row
 
 
-class RecordWriter:
-    """Writes face records to a JSONL or CSV file, flushed after every frame (each line on disk is whole).
+def csv_header() -> str:
+    """The CSV header line (:data:`CSV_COLUMNS`), newline-terminated."""
+    return serialize_rows([list(CSV_COLUMNS)])
 
-    Args:
-        path: the file to write (parent folders are created).
-        source: :class:`SourceInfo` written into every record.
-        fmt: ``"jsonl"`` or ``"csv"`` (default: from the suffix, ``.csv`` -> csv, else jsonl).
-        crop_size: the backend's crop size (``FacePipeline.crop_size``) for the pose matrix.
-    """
 
-    def __init__(self, path: str | Path, source: SourceInfo | None = None, fmt: str | None = None, crop_size: int = CROP_SIZE):
-        self.path = Path(path)
-        fmt = fmt or ("csv" if self.path.suffix.lower() == ".csv" else "jsonl")
-        if fmt not in RECORD_FORMATS:
-            raise ValueError(f"records format: expected one of {RECORD_FORMATS}, got {fmt!r}")
-        self.format, self.source, self.crop_size = fmt, source, int(crop_size)
-        self.count = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(self.path, "w", encoding="utf-8", newline="")
-        self._csv = csv.writer(self._handle) if fmt == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(CSV_COLUMNS)
+def serialize_rows(rows: list[list]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
-    def write(self, frame, faces) -> int:
-        """Write the records of ``faces`` (``FaceResult``) in ``frame`` and flush; returns how many."""
-        for face in faces:
-            record = face_record(frame, face, self.source, self.crop_size)
-            if self._csv is not None:
-                self._csv.writerow(csv_row(record))
-            else:
-                self._handle.write(json.dumps(record) + "\n")
-            self.count += 1
-        self._handle.flush()
-        return len(faces)
 
-    def close(self) -> None:
-        if not self._handle.closed:
-            self._handle.close()
-
-    def __enter__(self) -> "RecordWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+def serialize_records(records: list[dict], fmt: str = "jsonl") -> str:
+    """Records (:func:`face_record`) as text: one JSON object per line (``"jsonl"``) or one CSV row per record
+    (``"csv"``, without the header: :func:`csv_header`). Every record ends with a newline, so a file written
+    frame by frame (``realtime.video.RecordsWriter``) only ever holds whole records."""
+    if fmt == "csv":
+        return serialize_rows([csv_row(record) for record in records])
+    if fmt != "jsonl":
+        raise ValueError(f"records format: expected one of {RECORD_FORMATS}, got {fmt!r}")
+    return "".join(json.dumps(record) + "\n" for record in records)
 
 
 def read_records(path: str | Path) -> list[dict]:
-    """Records back from a JSONL or CSV file written by :class:`RecordWriter` (CSV values stay strings)."""
+    """Records back from a JSONL or CSV records file (CSV values stay strings)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":

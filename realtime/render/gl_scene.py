@@ -200,6 +200,7 @@ class _MeshBuffers:
         self.index_capacity = 0  # bytes
         self.index_count = 0
         self.triangles: np.ndarray | None = None  # last uploaded, to skip unchanged index uploads
+        self._triangles_source: np.ndarray | None = None  # the array it came from (never mutated by the app)
         GL.glBindVertexArray(self.vao)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
         GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, self.ebo)  # recorded in the VAO
@@ -237,7 +238,9 @@ class _MeshBuffers:
             GL.glBufferData(GL.GL_ARRAY_BUFFER, interleaved.nbytes, interleaved, GL.GL_DYNAMIC_DRAW)
         else:
             GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, interleaved.nbytes, interleaved)
-        if self.triangles is None or self.triangles.shape != triangles.shape or not np.array_equal(self.triangles, triangles):
+        if triangles is self._triangles_source:  # the same array as last time (the app reuses one per mesh)
+            pass
+        elif self.triangles is None or self.triangles.shape != triangles.shape or not np.array_equal(self.triangles, triangles):
             indices = np.ascontiguousarray(triangles, dtype=np.uint32)
             if indices.nbytes > self.index_capacity:
                 self.index_capacity = indices.nbytes
@@ -246,6 +249,7 @@ class _MeshBuffers:
                 GL.glBufferSubData(GL.GL_ELEMENT_ARRAY_BUFFER, 0, indices.nbytes, indices)
             self.triangles = triangles.copy()
             self.index_count = indices.size
+        self._triangles_source = triangles
         GL.glBindVertexArray(0)
 
     def draw(self) -> None:
@@ -398,8 +402,12 @@ class SceneRendererGL:
         GL.glEnable(GL.GL_DEPTH_TEST)
         GL.glDepthFunc(GL.GL_LESS)
         for buffers, mesh in zip(self._meshes, meshes):
-            # unlit meshes (data maps) need no normals: skip the CPU pass over their triangles
-            normals = vertex_normals(mesh.vertices_image, mesh.triangles) if mesh.lit else np.zeros_like(mesh.vertices_image)
+            if mesh.normals is not None:
+                normals = mesh.normals
+            elif mesh.lit:
+                normals = vertex_normals(mesh.vertices_image, mesh.triangles)
+            else:  # unlit meshes (data maps) need no normals: skip the CPU pass over their triangles
+                normals = np.zeros_like(mesh.vertices_image)
             buffers.upload(mesh.vertices_image, normals, mesh.triangles)
             buffers.upload_colors(mesh.vertex_colors)
 

@@ -60,7 +60,7 @@ def test_photo_processor_refuses_a_tracking_pipeline(make_pipeline):
 def use_backend(backend, monkeypatch):
     import realtime.cli
 
-    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda *args, **kwargs: backend)
 
 
 def test_demo_writes_obj_and_ply_per_face_and_the_maps(use_backend, samples_dir, assets_dir, tmp_path, capsys):
