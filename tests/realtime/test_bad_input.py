@@ -344,7 +344,7 @@ def test_one_euro_config_refuses_non_finite_values(field_name, value):
         OneEuroConfig(**{field_name: value})
 
 
-@pytest.mark.parametrize("flag", ["--smooth-beta", "--smooth-min-cutoff", "--smooth-d-cutoff", "--min-detection-confidence"])
+@pytest.mark.parametrize("flag", ["--smooth-beta", "--smooth-min-cutoff", "--min-detection-confidence"])
 def test_non_finite_cli_options_are_refused(work, flag, capsys):
     code, err = _run_main(["video", str(work / "X.mp4"), "-o", str(work / "o.mp4"), flag, "nan"], capsys)
     assert code == 2 and f"{flag}: expected a finite number, got nan" in err and err.count("\n") == 1
