@@ -95,8 +95,8 @@ def _check_crops(args: argparse.Namespace, assets, crop_size: int):
 def run_export(args: argparse.Namespace) -> int:
     from drtn.assets import find_assets
     from drtn.morphable import MorphableModel
-    from export.onnx_export import export_onnx, load_network, resolve_checkpoint
     from export.cache import sha256_file
+    from export.onnx_export import export_onnx, load_network, resolve_checkpoint
 
     if args.tensorrt:
         from export.backends.tensorrt_backend import BatchProfile, tensorrt_available

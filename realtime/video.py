@@ -17,12 +17,14 @@ or destroyed (see ``docs/realtime.md``, "Safety"):
 
 One JSON record per face per frame::
 
-    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93,
+    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93, "presence": 0.91,
      "roi_box": [x0, y0, x1, y1], "pose": {"yaw": 10.2, "pitch": -3.1, "roll": 0.4},
-     "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62]}
+     "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62],
+     "blendshapes": {"browDownLeft": 0.0, ... 52 ARKit names}}
 
 Image pixels, x right, y down; angles in degrees; ``params`` de-normalised, relative to ``roi_box``
-(see :class:`realtime.pipeline.FaceResult`).
+(see :class:`realtime.pipeline.FaceResult`); ``blendshapes`` in [0, 1] (``realtime.blendshapes``), absent when the
+pipeline computes none.
 """
 from __future__ import annotations
 
@@ -91,11 +93,13 @@ def face_record(frame: Frame, face: FaceResult) -> dict:
         "timestamp_ms": round(float(frame.timestamp_ms), 3),
         "track_id": int(face.track_id),
         "detection_score": round(float(face.detection_score), 4),
+        "presence": round(float(face.presence), 4),
         "roi_box": np.round(np.asarray(face.roi_box, dtype=np.float64), 2).tolist(),
         "pose": {"yaw": round(face.yaw, 3), "pitch": round(face.pitch, 3), "roll": round(face.roll, 3)},
         "landmarks_2d": np.round(face.landmarks_2d.astype(np.float64), 2).tolist(),
         "landmarks_3d": np.round(face.landmarks_3d.astype(np.float64), 2).tolist(),
         "params": [float(f"{value:.7g}") for value in np.asarray(face.params, dtype=np.float64)],
+        **({"blendshapes": dict(face.blendshapes)} if getattr(face, "blendshapes", None) is not None else {}),
     }
 
 
@@ -333,6 +337,6 @@ def process_video(
     if not playable:
         LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
     else:
-        LOGGER.info("wrote %d frames to %s (%s)%s", frames, output_path, writer.backend, f" and {records.records} records to {records_path}" if records is not None else "")
+        LOGGER.debug("wrote %d frames to %s (%s)%s", frames, output_path, writer.backend, f" and {records.records} records to {records_path}" if records is not None else "")
     face_records = records.records if records is not None else 0
     return VideoSummary(frames, face_records, output_path, records_path, playable, time.perf_counter() - start, writer.backend)

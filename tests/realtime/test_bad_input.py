@@ -303,7 +303,7 @@ def test_image_folder_skips_and_names_corrupt_files(tmp_path, samples_dir, caplo
 def test_image_folder_with_corrupt_first_file_through_the_cli(tmp_path, samples_dir, backend, monkeypatch, capsys):
     import realtime.cli
 
-    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2, model=None: backend)
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "000.jpg").write_bytes(b"garbage")
@@ -344,7 +344,7 @@ def test_one_euro_config_refuses_non_finite_values(field_name, value):
         OneEuroConfig(**{field_name: value})
 
 
-@pytest.mark.parametrize("flag", ["--smooth-beta", "--smooth-min-cutoff", "--smooth-d-cutoff", "--min-detection-confidence"])
+@pytest.mark.parametrize("flag", ["--smooth-beta", "--smooth-min-cutoff", "--min-detection-confidence"])
 def test_non_finite_cli_options_are_refused(work, flag, capsys):
     code, err = _run_main(["video", str(work / "X.mp4"), "-o", str(work / "o.mp4"), flag, "nan"], capsys)
     assert code == 2 and f"{flag}: expected a finite number, got nan" in err and err.count("\n") == 1

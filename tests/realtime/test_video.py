@@ -27,7 +27,8 @@ def _count_frames(path):
 
 
 def _check_record(record):
-    assert set(record) == {"frame_index", "timestamp_ms", "track_id", "detection_score", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params"}
+    assert set(record) == {"frame_index", "timestamp_ms", "track_id", "detection_score", "presence", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params", "blendshapes"}
+    assert 0.0 <= record["presence"] <= 1.0
     assert np.asarray(record["landmarks_2d"]).shape == (68, 2)
     assert np.asarray(record["landmarks_3d"]).shape == (68, 3)
     assert len(record["params"]) == 62 and len(record["roi_box"]) == 4
@@ -128,7 +129,7 @@ def test_video_command_end_to_end(clip_path, tmp_path, backend, assets_dir, monk
     import main
     import realtime.cli
 
-    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2, model=None: backend)
     output, records = tmp_path / "cli.mp4", tmp_path / "cli.jsonl"
     code = main.main(["--assets", str(assets_dir), "video", str(clip_path), "-o", str(output), "--records", str(records),
                       "--renderer", "cv", "--max-frames", "3", "--no-progress", "--detect-every", "2"])  # fmt: skip
