@@ -239,6 +239,21 @@ def test_corrupt_user_onnx_model_is_named(tmp_path, assets_dir, how):
     assert str(path) in str(caught.value) and "\n" not in str(caught.value), caught.value
 
 
+@pytest.mark.parametrize("model", ["missing", "corrupt"])
+def test_bad_model_for_video_is_one_line_not_a_crash(work, assets_dir, model):
+    """The model fails to load while the input is already decoding ahead in a thread: exit 2 and one line (the
+    decode thread is stopped before the file is released; releasing it under the thread aborted the process)."""
+    path = work / "model.onnx"
+    if model == "corrupt":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    before = _tree(work)
+    command = [sys.executable, str(REPO / "main.py"), "--assets", str(assets_dir), "video", str(work / "X.mp4"), "-o", str(work / "o.mp4"), "--model", str(path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    err = [line for line in done.stderr.splitlines() if "WARN:0" not in line]  # (OpenCV's own notices)
+    assert done.returncode == 2 and len(err) == 1 and str(path) in err[0], done.stderr[-2000:]
+    assert _tree(work) == before
+
+
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + bytes(200)], ids=["empty", "text", "jpeg-header-only"])
 def test_unreadable_demo_image_is_named(tmp_path, content, capsys):
     image = tmp_path / "photo.jpg"
