@@ -32,9 +32,9 @@ def run_video_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-frames: expected >= 1, got {args.max_frames}")
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     options = pipeline_options_from_args(args)
-    with open_source(args.input, max_frames=args.max_frames) as opened:
-        # files and folders decode ahead in a thread; a camera is read live
-        source = opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start()
+    opened = open_source(args.input, max_frames=args.max_frames)
+    # files and folders decode ahead in a thread, from before the models load; a camera is read live
+    with opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start() as source:
         backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
@@ -97,7 +97,7 @@ def run_live_command(args: argparse.Namespace) -> int:
     try:
         from realtime import ui
     except ImportError as error:
-        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install PyQt6 PyOpenGL): {error}") from error
+        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install 'drtn[app]'): {error}") from error
     return int(ui.run_live(args) or 0)
 
 
