@@ -136,3 +136,11 @@ def test_native_log_noise_is_filtered_from_stderr():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env=_env())
     assert sorted(out.stderr.splitlines()) == ["native error: keep me", "python stderr: keep me too"]  # two streams: any order
+
+
+def test_live_passes_the_model_to_the_app():
+    from realtime.ui.options import LiveOptions
+
+    options = LiveOptions.from_args(build_parser().parse_args(["live", "clip.mp4", "--model", "m.onnx", "--backend", "torch"]))
+    assert options.model == "m.onnx" and options.backend == "torch"
+    assert LiveOptions.from_args(build_parser().parse_args(["live"])).model is None
