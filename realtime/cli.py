@@ -119,7 +119,7 @@ def run_live_command(args: argparse.Namespace) -> int:
     try:
         from realtime import ui
     except ImportError as error:
-        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install PyQt6 PyOpenGL): {error}") from error
+        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install 'drtn[app]'): {error}") from error
     return int(ui.run_live(args) or 0)
 
 
