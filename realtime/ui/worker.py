@@ -273,6 +273,11 @@ class PipelineWorker(QtCore.QThread):
 
     # ------------------------------------------------------------------------------------------ worker side
     def run(self) -> None:
+        import cv2
+
+        # OpenCV's thread pool (detector, crops) spin-waits between the frame's small jobs and takes CPU the GUI
+        # and llvmpipe need; one thread costs the detector a few ms every 10th frame instead.
+        cv2.setNumThreads(1)
         pipeline = backend = None
         state = _LoopState()
         try:
