@@ -41,17 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("DISPLAY"):
         parser.error("no display: run under xvfb-run -a")
     print(f"backend {args.backend}, {args.seconds:.0f} s per run, default window (1280x720)\n")
-    print("| clip | size | display FPS | processing FPS | dropped / s | CPU ms per frame | window (s) | first frame (s) | first face (s) | load avg |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clip | size | measured (s) | display FPS | processing FPS | dropped / s | CPU ms per frame | window (s) | first frame (s) | first face (s) | load avg |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for clip in args.clips:
         for _ in range(args.repeat):
             load = os.getloadavg()[0]
             view = run_once(clip, args.seconds, args.backend, args.assets, extra)
             times = view["seconds_from_process_start"]
-            steady = view["steady"]
+            steady = view["steady"] or {"display_fps": float("nan"), "processing_fps": float("nan"), "dropped": 0, "seconds": float("nan"), "cpu_ms_per_frame": None}
             size = "x".join(str(v) for v in view.get("image_size", ["?", "?"]))
             print(
-                f"| {clip.name} | {size} | {steady['display_fps']:.1f} | {steady['processing_fps']:.1f} | {steady['dropped'] / steady['seconds']:.1f} | {steady['cpu_ms_per_frame']} | "
+                f"| {clip.name} | {size} | {steady['seconds']:.1f} | {steady['display_fps']:.1f} | {steady['processing_fps']:.1f} | {steady['dropped'] / steady['seconds']:.1f} | {steady['cpu_ms_per_frame']} | "
                 f"{times['window_shown']:.2f} | {times['first_frame'] or float('nan'):.2f} | {times['first_tracked_face'] or float('nan'):.2f} | {load:.1f} |",
                 flush=True,
             )

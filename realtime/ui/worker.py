@@ -260,6 +260,10 @@ class PipelineWorker(QtCore.QThread):
         if sequence >= self._published_sequence:
             self._displayed.set()
 
+    def startup_done(self) -> bool:
+        """Whether the start-up work (pipeline, mesh triangles) is finished."""
+        return self._triangles_ready.is_set()
+
     def set_gl_ready(self) -> None:
         """The window's GL views work: start playing (the pipeline may already be loading)."""
         self._gl_ready.set()
