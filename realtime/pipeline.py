@@ -1,4 +1,4 @@
-"""The per-frame face pipeline: detect -> track/crop -> batched inference -> reconstruct -> smooth.
+"""The per-frame face pipeline: detect -> track/crop -> batched inference -> presence -> smooth -> reconstruct.
 
 ::
 
@@ -19,6 +19,8 @@ Running modes (MediaPipe Tasks style):
 The backend is any object with ``crop_size`` (int) and ``infer(crops_bgr (N, S, S, 3) uint8)`` returning an
 object with ``params`` (N, 62) de-normalised float32 (see ``export.backends``); the pipeline never asks
 which backend it holds. No face gives a :class:`FrameResult` with an empty ``faces`` list, never ``None``.
+Each face carries its presence in this frame (:attr:`FaceResult.presence`); in VIDEO and LIVE_STREAM modes a
+face whose presence is too low is not reported and its track ends (``PipelineOptions.presence_check``).
 """
 from __future__ import annotations
 
@@ -186,7 +188,7 @@ class FacePipeline:
         backend: inference backend (``crop_size``, ``infer``); not closed by the pipeline.
         options: pipeline options.
         morphable: a loaded morphable model (default: loaded from ``options.assets_dir``).
-        detector: any object with ``detect(image_bgr) -> list[Detection]`` (default: MediaPipe).
+        detector: any object with ``detect(image_bgr) -> list[Detection]`` (default: a FaceDetector of ``options.detector``: YuNet).
     """
 
     def __init__(self, backend: InferenceBackend, options: PipelineOptions | None = None, morphable: MorphableModel | None = None, detector=None):

@@ -125,7 +125,8 @@ class HeadMotionFilter:
 
     Per sample: predict ``x + v * dt``; correct by ``a * residual`` (``a`` the first-order gain of the cutoff
     ``min_cutoff + beta * speed``) and the velocity by ``a^2 / (2 - a) * residual / dt`` (critically damped).
-    At a constant velocity the output has no lag. The first call returns its input.
+    At a constant velocity the output has no lag. The first two calls return their input (the second sets the
+    velocity).
 
     Args:
         min_cutoff, beta: (D,) per element (see :class:`MotionFilterConfig`).
@@ -140,15 +141,20 @@ class HeadMotionFilter:
         self.value: np.ndarray | None = None
         self.velocity: np.ndarray | None = None
         self._time_s: float | None = None
+        self._samples = 0
 
     def __call__(self, values: np.ndarray, timestamp_s: float, speed: float) -> np.ndarray:
         x = np.asarray(values, dtype=np.float64)
         if self.value is None:
-            self.value, self.velocity, self._time_s = x.copy(), np.zeros_like(x), float(timestamp_s)
+            self.value, self.velocity, self._time_s, self._samples = x.copy(), np.zeros_like(x), float(timestamp_s), 1
             return x.copy()
         dt = float(timestamp_s) - self._time_s
         if not dt > 0:
             raise ValueError(f"HeadMotionFilter: timestamps must increase, got {timestamp_s} s after {self._time_s} s")
+        if self._samples == 1:  # the second sample: start from its velocity (no start-up lag on a moving head)
+            self.velocity = (x - self.value) / dt
+            self.value, self._time_s, self._samples = x.copy(), float(timestamp_s), 2
+            return x.copy()
         gain = OneEuroFilter._alpha(self.min_cutoff + self.beta * speed, dt)
         predicted = self.value + self.velocity * dt
         residual = x - predicted

@@ -1,19 +1,20 @@
 """Face tracks with stable ids: crop boxes carried from each frame's landmarks to the next.
 
 The tracker holds no model: the pipeline asks it whether to run the detector, hands it detections, crops
-the faces at :attr:`Track.roi_box`, and hands back the landmarks found in those crops. After a detection
-seeds a track, each next crop comes from the previous frame's 68 landmarks (``drtn.crop.roi_box_from_landmarks``,
-as 3DDFA_V2 tracks), so faces keep being tracked through poses the detector misses.
+the faces at :attr:`Track.roi_box`, and hands back the landmarks (and each face's presence) found in those
+crops. After a detection seeds a track, each next crop follows the previous frames' 68 landmarks
+(``drtn.crop.roi_box_from_landmarks`` through an alpha-beta filter predicted one frame ahead, see
+``TrackerOptions.box_gain``), so faces keep being tracked through poses the detector misses.
 
 The detector runs when there is no track, when a track was lost in the previous frame, or every
 ``detect_every_n_frames`` frames; its boxes are matched to tracks by IoU (greedy, highest first), unmatched
-boxes start new tracks (up to ``max_faces``). A track is lost when its landmarks are not finite, its box
-falls under ``min_face_size_px``, jumps in size by more than ``max_scale_change`` in one frame, keeps less
-than ``min_visible_fraction`` of its landmark box inside the image (the face left the frame), when
-``max_missed_detections`` detector runs in a row found no face on it (in the frame or in its own crop), or
-when it duplicates an older track. The network has no confidence output, so a face that vanishes without
-leaving the frame (turned away, occluded) is dropped by the detector check: after at most
-``max_missed_detections * detect_every_n_frames`` frames.
+boxes start new tracks (up to ``max_faces``) or revive a track lost in the last ``id_memory_frames`` frames
+whose predicted box they overlap. A track ends when its face's presence stays under ``min_presence`` for
+``max_absent_frames`` frames (the face is gone: turned away, covered, never a face), its landmarks are not
+finite, its box falls under ``min_face_size_px``, jumps in size by more than ``max_scale_change`` in one
+frame, keeps less than ``min_visible_fraction`` of its landmark box inside the image (the face left the
+frame), ``max_missed_detections`` detector runs in a row found no face on it (when the pipeline checks no
+presence), or it duplicates an older track.
 """
 from __future__ import annotations
 

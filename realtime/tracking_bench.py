@@ -366,7 +366,7 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     morphable = MorphableModel.load(assets_dir)
     ours = create_backend("onnxruntime", assets_dir, threads=threads)
     teacher = create_backend("teacher", assets_dir, threads=threads)
-    default = PipelineOptions(assets_dir=assets_dir, compute_dense=False)
+    default = PipelineOptions(assets_dir=assets_dir, compute_dense=False, compute_blendshapes=False)
     specs = {
         "ours (smoothing on: default)": lambda: OurTracker("ours (smoothing on: default)", ours, default, morphable),
         "ours (smoothing off)": lambda: OurTracker("ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable),
@@ -374,7 +374,7 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
         "ours, teacher backend (tracking without our model)": lambda: OurTracker("ours, teacher backend (tracking without our model)", teacher, default, morphable),
         "peer: BlazeFace every frame + teacher": lambda: PerFramePeer(
             "peer: BlazeFace every frame + teacher", teacher,
-            PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets_dir, compute_dense=False, detector=DetectorOptions(model="blazeface")), morphable),
+            PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets_dir, compute_dense=False, compute_blendshapes=False, detector=DetectorOptions(model="blazeface")), morphable),
     }
     return [make() for name, make in specs.items() if only is None or name in only]
 

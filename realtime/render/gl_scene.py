@@ -416,7 +416,9 @@ class SceneRendererGL:
             GL.glUniform1i(program.uniforms["u_vertex_colors"], int(mesh.vertex_colors is not None))
             GL.glUniform1i(program.uniforms["u_lit"], int(mesh.lit))
 
-        if layer:  # one opaque pass: the nearest surface wins, its alpha goes to the layer
+        if layer or all(mesh.color[3] >= 1.0 for mesh in meshes):
+            # One opaque pass: the nearest surface wins (its alpha goes to the layer when drawing one). Opaque
+            # meshes (the avatar) need no depth pre-pass: half the vertex and triangle work on software GL.
             GL.glDisable(GL.GL_BLEND)
             for buffers, mesh in zip(self._meshes, meshes):
                 set_mesh_uniforms(mesh)

@@ -104,3 +104,13 @@ def test_tiny_benchmark_ours_tracks_and_the_peer_runs(data_dir, backend, morphab
     assert moving.hits == moving.truths and np.mean(moving.nme) < 0.08
     assert multi.mota > 0.6 and multi.false_positives <= 3
     assert results["peer"]["moving-medium"].hits > 0
+
+
+def test_bench_tracking_flag_reaches_the_tracking_benchmark(monkeypatch):
+    import main
+    from realtime import tracking_bench
+
+    seen = []
+    monkeypatch.setattr(tracking_bench, "run_tracking_bench", lambda args: seen.append((args.tiny, args.data)) or 0)
+    args = main.build_parser().parse_args(["bench", "--tracking", "--tiny", "--data", "somewhere"])
+    assert args.handler(args) == 0 and seen == [(True, "somewhere")]
