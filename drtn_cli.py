@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 
 # Before anything imports MediaPipe / OpenCV: their C++ loggers read these once, at load time.
 _QUIET_NATIVE_LOGS = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2", "OPENCV_LOG_LEVEL": "ERROR"}
 _NOISY_LOGGERS = ("OpenGL", "absl", "matplotlib", "PIL")
+# a missing package -> the extra that installs it
+_EXTRA_OF_MODULE = {"torch": "train", "scipy": "train", "matplotlib": "train", "onnx": "train", "onnxscript": "train", "PyQt6": "app", "tensorrt": "tensorrt"}
 for _key, _value in _QUIET_NATIVE_LOGS.items():
     os.environ.setdefault(_key, _value)  # set them yourself (e.g. GLOG_minloglevel=0) to see those logs
 
@@ -86,6 +89,45 @@ def run_assets(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- entry
+# Native log lines of MediaPipe's LiteRT / TFLite / absl, which no environment variable of mediapipe 1.x turns off:
+# "INFO: [environment.cc:36] ...", "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+# "WARNING: Logging before InitGoogle() ...", "W0000 00:00:1795989871.099822    6497 inference_runner_litert.cc:1433] ..."
+_NATIVE_NOISE = re.compile(
+    rb"^(INFO: \[[\w.]+:\d+\]|INFO: Created TensorFlow Lite|WARNING: Logging before InitGoogle\(\)|[IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\])"
+)
+
+
+def filter_native_stderr() -> None:
+    """Drop MediaPipe's native INFO/WARNING lines (:data:`_NATIVE_NOISE`) from file descriptor 2, keep the rest.
+
+    Python's own stderr (logging, progress bars, error lines) is moved to a duplicate of the original descriptor
+    and is not filtered; only what C/C++ code writes to descriptor 2 passes through a line filter thread.
+    """
+    try:
+        original = os.dup(2)
+        read_end, write_end = os.pipe()
+    except OSError:
+        return
+    sys.stderr.flush()
+    sys.stderr = os.fdopen(os.dup(original), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward() -> None:
+        pending = b""
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                kept = b"".join(line + b"\n" for line in lines if not _NATIVE_NOISE.match(line))
+                if kept:
+                    os.write(original, kept)
+
+    import threading
+
+    threading.Thread(target=forward, name="drtn-native-stderr", daemon=True).start()
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -96,8 +138,12 @@ def _configure_logging(args: argparse.Namespace) -> None:
         args.no_progress = True
 
 
-def main(argv: list[str] | None = None, prog: str = "drtn") -> int:
+def main(argv: list[str] | None = None, prog: str = "drtn", quiet_native_logs: bool = False) -> int:
+    """Run one command; returns the exit status. ``quiet_native_logs``: filter MediaPipe's native log lines out
+    of stderr (:func:`filter_native_stderr`; the console script does, unless ``-v``)."""
     args = build_parser(prog).parse_args(argv)
+    if quiet_native_logs and not args.verbose:
+        filter_native_stderr()
     _configure_logging(args)
     try:
         return int(args.handler(args) or 0)
@@ -108,13 +154,15 @@ def main(argv: list[str] | None = None, prog: str = "drtn") -> int:
         # one clear line for user errors; -v shows the traceback
         if args.verbose:
             raise
-        print(f"error: {error}", file=sys.stderr)
+        extra = _EXTRA_OF_MODULE.get((getattr(error, "name", None) or "").split(".")[0]) if isinstance(error, ImportError) else None
+        hint = f" (this command needs the [{extra}] extra: pip install 'drtn[{extra}]')" if extra else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
         return 2
 
 
 def console_main() -> None:
     """The ``drtn`` console script."""
-    sys.exit(main())
+    sys.exit(main(quiet_native_logs=True))
 
 
 if __name__ == "__main__":

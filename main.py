@@ -7,4 +7,4 @@ import sys
 from drtn_cli import build_parser, main  # noqa: F401 (build_parser: for tests and tools)
 
 if __name__ == "__main__":
-    sys.exit(main(prog="main.py"))
+    sys.exit(main(prog="main.py", quiet_native_logs=True))

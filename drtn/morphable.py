@@ -140,7 +140,12 @@ class MorphableModel:
         if np.array_equal(dense.expression, dense.identity[:, :NUM_EXP]):
             # Defect of the published file (see module docstring): rebuild the expression basis from the sparse one.
             LOGGER.debug("Model_PAF.pkl: w_exp_filter duplicates w_filter; interpolating the sparse expression basis")
-            dense = Basis(dense.mean, dense.identity, interpolate_basis(sparse.mean, sparse.expression, dense.mean))
+            expression = _disk_cached(
+                "dense-expression",
+                (sparse.mean, sparse.expression, dense.mean),
+                lambda: {"basis": interpolate_basis(sparse.mean, sparse.expression, dense.mean)},
+            )["basis"]
+            dense = Basis(dense.mean, dense.identity, expression)
         for name, basis, points in (("landmarks68_bases_v2.json", sparse, 68), ("Model_PAF.pkl", dense, 4096)):
             if basis.mean.shape != (3 * points,) or basis.identity.shape != (3 * points, NUM_ID) or basis.expression.shape != (
                 3 * points,
@@ -203,7 +208,7 @@ class MorphableModel:
     def _mesh_layout(self, with_display: bool = False) -> dict[str, np.ndarray]:
         """The nearest-neighbour arrays of the mesh layout, computed once per asset content and cached on disk.
 
-        They depend only on the mean shapes, so they are stored in ``<user cache>/drtn/mesh/<sha256>.npz`` (key:
+        They depend only on the mean shapes, so they are stored in ``<user cache>/drtn/mesh/layout-<sha256>.npz`` (key:
         the dense and display mean shapes and :data:`_LAYOUT_VERSION`); an unwritable cache only costs time.
         """
         cache = self._cache
@@ -213,7 +218,7 @@ class MorphableModel:
         for array in (self.dense.mean, self.display_mean):
             key.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
         key.update(f"v{_LAYOUT_VERSION} tol{_ON_SURFACE_TOLERANCE}".encode())
-        path = user_cache_root() / "mesh" / f"{key.hexdigest()[:32]}.npz"
+        path = user_cache_root() / "mesh" / f"layout-{key.hexdigest()[:32]}.npz"
         layout = dict(cache.get("layout", {}))
         if not layout:
             try:
@@ -292,6 +297,23 @@ def nearest_neighbours(queries: np.ndarray, points: np.ndarray, k: int) -> tuple
         indices.append(np.take_along_axis(index, order, axis=1))
         distances.append(np.take_along_axis(distance, order, axis=1))
     return np.concatenate(indices).astype(np.int64), np.concatenate(distances)
+
+
+def _disk_cached(kind: str, inputs: tuple[np.ndarray, ...], compute) -> dict[str, np.ndarray]:
+    """``compute()`` (a dict of arrays) stored in ``<user cache>/drtn/mesh/<kind>-<sha256 of inputs>.npz`` and read
+    from there next time; a missing, corrupt or unwritable cache only costs the computation."""
+    key = hashlib.sha256(f"{kind} v{_LAYOUT_VERSION}".encode())
+    for array in inputs:
+        key.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    path = user_cache_root() / "mesh" / f"{kind}-{key.hexdigest()[:32]}.npz"
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, KeyError):
+        pass
+    arrays = compute()
+    _save_npz(path, arrays)
+    return arrays
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

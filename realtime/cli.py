@@ -35,9 +35,9 @@ def run_video_command(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     check_output_paths(video_outputs(output, args.records), [args.input])  # before anything is opened
     options = pipeline_options_from_args(args)
-    with open_source(args.input, max_frames=args.max_frames) as opened:
-        # files and folders decode ahead in a thread; a camera is read live
-        source = opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start()
+    # files and folders decode ahead in a thread; a camera is read live. The prefetcher is closed first (it stops
+    # its thread), then the file: releasing a capture another thread is decoding aborts the process.
+    with open_source(args.input, max_frames=args.max_frames) as opened, (opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start()) as source:
         backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
@@ -119,7 +119,7 @@ def run_live_command(args: argparse.Namespace) -> int:
     try:
         from realtime import ui
     except ImportError as error:
-        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install PyQt6 PyOpenGL): {error}") from error
+        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install 'drtn[app]'): {error}") from error
     return int(ui.run_live(args) or 0)
 
 

@@ -205,6 +205,10 @@ class VideoWriter:
         except (OSError, av.FFmpegError) as error:
             self._fail()
             raise VideoWriteError(f"cannot finish video {self.path}: {_describe(error)}") from error
+        finally:
+            # FFmpeg does not report every failed write at close (a disk that filled up meanwhile): check the boxes
+            if self.path.exists():
+                trim_to_whole_boxes(self.path)
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -217,6 +221,36 @@ class VideoWriter:
                 self.close()
             except Exception as error:  # noqa: BLE001 - the first error is the one to report
                 LOGGER.warning("%s", error)
+
+
+def trim_to_whole_boxes(path: str | os.PathLike) -> int:
+    """Cut an MP4 back to its last whole top-level box, so a file whose last write failed half-way (a full
+    disk) decodes without errors; a fragment whose ``mdat`` is cut off loses its ``moof`` too. Only the box
+    headers are read. Returns the bytes removed.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    offset, previous = 0, (0, b"")  # previous: (start, type) of the last whole box
+    with open(path, "rb") as handle:
+        while offset < size:
+            handle.seek(offset)
+            header = handle.read(16)
+            if len(header) < 8:
+                break
+            length, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if length == 1:
+                length = int.from_bytes(header[8:16], "big") if len(header) == 16 else 0
+            elif length == 0:  # "to the end of the file"
+                length = size - offset
+            if length < 8 or offset + length > size:
+                break
+            previous, offset = (offset, kind), offset + length
+    if offset >= size:
+        return 0
+    cut = previous[0] if previous[1] == b"moof" else offset  # a moof without its whole mdat goes too
+    os.truncate(path, cut)
+    LOGGER.debug("%s: cut %d bytes of an incomplete last fragment (a write failed)", path, size - cut)
+    return size - cut
 
 
 def open_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int], backend: str = "auto") -> VideoWriter:

@@ -72,6 +72,9 @@ def test_video_runs_the_named_model_quietly(tmp_path, assets_dir, shared_dir, ca
     assert "frame/s" not in captured.err and "INFO" not in captured.err
     missing = main(["video", str(clip), "-o", str(output), "--model", str(tmp_path / "nope.onnx"), "--assets", str(assets_dir)])
     assert missing == 2 and f"ONNX model not found: {tmp_path / 'nope.onnx'}" in capsys.readouterr().err
+    import threading
+
+    assert not any(t.name == "drtn-decode" and t.is_alive() for t in threading.enumerate())  # the decoder stopped
 
 
 def test_video_pipeline_imports_no_torch_nor_onnx(tmp_path, assets_dir, shared_dir):
@@ -118,3 +121,26 @@ def test_packaged_training_config_by_name():
     assert config_path("shipped_rt").is_file() and config_path("shipped_rt").parent.name == "configs"
     with pytest.raises(FileNotFoundError, match="--config: no file nope .*shipped_rt"):
         config_path("nope")
+
+
+def test_native_log_noise_is_filtered_from_stderr():
+    """MediaPipe's LiteRT/absl lines written to descriptor 2 by native code are dropped; everything else passes."""
+    code = (
+        "import os, sys, time, drtn_cli; drtn_cli.filter_native_stderr(); "
+        "os.write(2, b'INFO: [environment.cc:36] Creating LiteRT environment with options\\n'"
+        "b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n'"
+        "b'WARNING: Logging before InitGoogle() is written to STDERR\\n'"
+        "b'W0000 00:00:1795989871.099822    6497 inference_runner_litert.cc:1433] Input tensor memory is not aligned\\n'"
+        "b'native error: keep me\\n'); "
+        "print('python stderr: keep me too', file=sys.stderr); time.sleep(0.3)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, env=_env())
+    assert sorted(out.stderr.splitlines()) == ["native error: keep me", "python stderr: keep me too"]  # two streams: any order
+
+
+def test_live_passes_the_model_to_the_app():
+    from realtime.ui.options import LiveOptions
+
+    options = LiveOptions.from_args(build_parser().parse_args(["live", "clip.mp4", "--model", "m.onnx", "--backend", "torch"]))
+    assert options.model == "m.onnx" and options.backend == "torch"
+    assert LiveOptions.from_args(build_parser().parse_args(["live"])).model is None

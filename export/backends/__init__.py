@@ -9,6 +9,7 @@ peer on ONNX Runtime). Each module imports its heavy package only when that back
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from export.backends.base import (
     preprocess_crops,
     validate_crops,
 )
+
+LOGGER = logging.getLogger(__name__)
 
 BACKEND_KINDS = ("onnxruntime", "torch", "tensorrt", "teacher")
 
@@ -59,6 +62,7 @@ def bundled_onnx(cache_dir: Path | None = None, assets=None) -> Path:
     if shipped.is_file():
         import onnxruntime as ort
 
+        reason = f"{shipped} records no source checkpoint"
         try:
             recorded = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map.get("source_checkpoint_sha256")
         except Exception as error:  # noqa: BLE001 - a corrupt file is re-exported like a stale one
@@ -67,9 +71,7 @@ def bundled_onnx(cache_dir: Path | None = None, assets=None) -> Path:
             return shipped
         if recorded is not None:
             reason = f"{shipped} was exported from another checkpoint than {checkpoint.name}"
-    import logging
-
-    logging.getLogger(__name__).warning("%s; exporting the bundled checkpoint to the user cache (regenerate it with `drtn export -o %s`)", reason, shipped)
+    LOGGER.warning("%s; exporting the bundled checkpoint to the user cache (regenerate it with `drtn export -o %s`)", reason, shipped)
     try:
         from export.onnx_export import ensure_onnx
     except ImportError as error:

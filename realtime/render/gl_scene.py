@@ -381,7 +381,9 @@ class SceneRendererGL:
         for buffers, mesh in zip(self._meshes, meshes):
             normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices_image, mesh.triangles)
             buffers.upload(mesh.vertices_image, normals, mesh.triangles)
-        if layer:  # one opaque pass: the nearest surface wins, its alpha goes to the layer
+        if layer or all(mesh.color[3] >= 1.0 for mesh in meshes):
+            # One opaque pass: the nearest surface wins (its alpha goes to the layer when drawing one). Opaque
+            # meshes (the avatar) need no depth pre-pass: half the vertex and triangle work on software GL.
             GL.glDisable(GL.GL_BLEND)
             for buffers, mesh in zip(self._meshes, meshes):
                 GL.glUniform4fv(program.uniforms["u_color"], 1, np.asarray(mesh.color, dtype=np.float32))

@@ -2,8 +2,8 @@
 
 Runs ``main.py live CLIP --seconds S --screenshot ...`` once per clip in a subprocess (needs a display: run under
 ``xvfb-run -a``), exactly as a user would start it (default window size, real-time playback, looping), and prints
-a Markdown table from the screenshot sidecars: display and processing FPS over the run, frames dropped to keep
-the clip's pace, and seconds from process start to the window, the first processed frame and the first tracked
+a Markdown table from the screenshot sidecars: display and processing FPS over the second half of the run (past
+start-up), frames dropped per second to keep the clip's pace, the process's CPU time per processed frame, and seconds from process start to the window, the first processed frame and the first tracked
 face. The load average is printed too: on a shared machine it explains most of the spread.
 """
 from __future__ import annotations
@@ -41,16 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("DISPLAY"):
         parser.error("no display: run under xvfb-run -a")
     print(f"backend {args.backend}, {args.seconds:.0f} s per run, default window (1280x720)\n")
-    print("| clip | size | display FPS | processing FPS | dropped | window (s) | first frame (s) | first face (s) | load avg |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| clip | size | measured (s) | display FPS | processing FPS | dropped / s | CPU ms per frame | window (s) | first frame (s) | first face (s) | load avg |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for clip in args.clips:
         for _ in range(args.repeat):
             load = os.getloadavg()[0]
             view = run_once(clip, args.seconds, args.backend, args.assets, extra)
             times = view["seconds_from_process_start"]
+            steady = view["steady"] or {"display_fps": float("nan"), "processing_fps": float("nan"), "dropped": 0, "seconds": float("nan"), "cpu_ms_per_frame": None}
             size = "x".join(str(v) for v in view.get("image_size", ["?", "?"]))
             print(
-                f"| {clip.name} | {size} | {view['display_fps']:.1f} | {view['processing_fps']:.1f} | {view['frames_dropped']} | "
+                f"| {clip.name} | {size} | {steady['seconds']:.1f} | {steady['display_fps']:.1f} | {steady['processing_fps']:.1f} | {steady['dropped'] / steady['seconds']:.1f} | {steady['cpu_ms_per_frame']} | "
                 f"{times['window_shown']:.2f} | {times['first_frame'] or float('nan'):.2f} | {times['first_tracked_face'] or float('nan'):.2f} | {load:.1f} |",
                 flush=True,
             )

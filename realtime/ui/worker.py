@@ -260,6 +260,10 @@ class PipelineWorker(QtCore.QThread):
         if sequence >= self._published_sequence:
             self._displayed.set()
 
+    def startup_done(self) -> bool:
+        """Whether the start-up work (pipeline, mesh triangles) is finished."""
+        return self._triangles_ready.is_set()
+
     def set_gl_ready(self) -> None:
         """The window's GL views work: start playing (the pipeline may already be loading)."""
         self._gl_ready.set()
@@ -273,6 +277,11 @@ class PipelineWorker(QtCore.QThread):
 
     # ------------------------------------------------------------------------------------------ worker side
     def run(self) -> None:
+        import cv2
+
+        # OpenCV's thread pool (detector, crops) spin-waits between the frame's small jobs and takes CPU the GUI
+        # and llvmpipe need; one thread costs the detector a few ms every 10th frame instead.
+        cv2.setNumThreads(1)
         pipeline = backend = None
         state = _LoopState()
         try:

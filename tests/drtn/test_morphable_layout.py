@@ -42,8 +42,8 @@ def test_mesh_layout_is_cached_per_asset_content(assets_dir, tmp_path, monkeypat
     monkeypatch.setenv("DRTN_CACHE_DIR", str(tmp_path))
     first = MorphableModel.load(str(assets_dir))
     on_face, (neighbours, weights) = first.dense_on_face, first._display_weights
-    cached = list((tmp_path / "mesh").glob("*.npz"))
-    assert len(cached) == 1
+    cached = list((tmp_path / "mesh").glob("layout-*.npz"))
+    assert len(cached) == 1 and len(list((tmp_path / "mesh").glob("dense-expression-*.npz"))) == 1
     with np.load(cached[0]) as stored:
         assert set(stored.files) == {"dense_on_face", "display_neighbours", "display_weights"}
     np.testing.assert_allclose(weights.sum(axis=1), 1.0)
@@ -56,7 +56,9 @@ def test_mesh_layout_is_cached_per_asset_content(assets_dir, tmp_path, monkeypat
 
     monkeypatch.setattr(morphable_module, "on_surface", fail)
     monkeypatch.setattr(morphable_module, "nearest_neighbours", fail)
+    monkeypatch.setattr(morphable_module, "interpolate_basis", fail)
     second = MorphableModel.load(str(assets_dir))
+    np.testing.assert_array_equal(second.dense.expression, first.dense.expression)
     np.testing.assert_array_equal(second.dense_on_face, on_face)
     np.testing.assert_array_equal(second._display_weights[0], neighbours)
 

@@ -239,6 +239,21 @@ def test_corrupt_user_onnx_model_is_named(tmp_path, assets_dir, how):
     assert str(path) in str(caught.value) and "\n" not in str(caught.value), caught.value
 
 
+@pytest.mark.parametrize("model", ["missing", "corrupt"])
+def test_bad_model_for_video_is_one_line_not_a_crash(work, assets_dir, model):
+    """The model fails to load while the input is already decoding ahead in a thread: exit 2 and one line (the
+    decode thread is stopped before the file is released; releasing it under the thread aborted the process)."""
+    path = work / "model.onnx"
+    if model == "corrupt":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    before = _tree(work)
+    command = [sys.executable, str(REPO / "main.py"), "--assets", str(assets_dir), "video", str(work / "X.mp4"), "-o", str(work / "o.mp4"), "--model", str(path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    err = [line for line in done.stderr.splitlines() if "WARN:0" not in line]  # (OpenCV's own notices)
+    assert done.returncode == 2 and len(err) == 1 and str(path) in err[0], done.stderr[-2000:]
+    assert _tree(work) == before
+
+
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + bytes(200)], ids=["empty", "text", "jpeg-header-only"])
 def test_unreadable_demo_image_is_named(tmp_path, content, capsys):
     image = tmp_path / "photo.jpg"
@@ -303,7 +318,7 @@ def test_image_folder_skips_and_names_corrupt_files(tmp_path, samples_dir, caplo
 def test_image_folder_with_corrupt_first_file_through_the_cli(tmp_path, samples_dir, backend, monkeypatch, capsys):
     import realtime.cli
 
-    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2, model=None: backend)
     folder = tmp_path / "images"
     folder.mkdir()
     (folder / "000.jpg").write_bytes(b"garbage")
@@ -439,18 +454,28 @@ def test_records_write_failure_keeps_only_whole_lines(make_pipeline, clip_path, 
     assert 1 <= len(lines) < 30 and [r["frame_index"] for r in lines] == list(range(len(lines)))
 
 
-@pytest.fixture()
-def tiny_disk(tmp_path):
-    """A 700 KiB tmpfs (needs root and mount; skipped elsewhere)."""
-    mount_point = tmp_path / "tiny"
+def _mount_tmpfs(mount_point: Path, size: str):
+    """Mount a tmpfs of ``size`` (needs root and mount; the test is skipped elsewhere)."""
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(mount_point)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)], capture_output=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 700 KiB tmpfs."""
+    yield from _mount_tmpfs(tmp_path / "tiny", "700k")
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 70 MiB tmpfs: passes the up-front 64 MiB check."""
+    yield from _mount_tmpfs(tmp_path / "small", "70m")
 
 
 def test_full_disk_stops_at_once_with_a_clear_message(make_pipeline, clip_path, tiny_disk):
@@ -543,3 +568,28 @@ def test_sighup_finishes_the_frame_and_keeps_the_outputs(clip_path, assets_dir, 
     by_av, by_cv = _decoded_frames(output)
     assert 3 <= by_av == by_cv < 78 and len(_records(records)) == by_av
     assert not (tmp_path / "h.partial.mp4").exists()
+
+
+@pytest.mark.slow
+def test_disk_filled_by_another_process_mid_job(clip_path, assets_dir, small_disk):
+    """The disk fills while `video` runs (another process writes 80 MiB): the job stops at once with one line,
+    keeps the partial files, the video decodes without errors and every records line parses."""
+    import av
+
+    output, records = small_disk / "o.mp4", small_disk / "o.jsonl"
+    process = _start_video(assets_dir, _long_clip(clip_path, small_disk.parent), output, records)
+    try:
+        _wait_for_lines(process, small_disk / "o.partial.jsonl", 30)
+        subprocess.run(["dd", "if=/dev/zero", f"of={small_disk / 'filler'}", "bs=1M", "count=80"], capture_output=True)
+        log = process.communicate(timeout=120)[0].decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert process.returncode == 2 and len(errors) == 1 and "no space left on the device (disk full)" in errors[0], log[-2000:]
+    assert "Traceback" not in log and not output.exists()
+    (small_disk / "filler").unlink()
+    with av.open(str(small_disk / "o.partial.mp4")) as container:  # raises on a half-written fragment
+        decoded = sum(1 for _ in container.decode(video=0))
+    lines = _records(small_disk / "o.partial.jsonl")
+    assert decoded >= 25 and len(lines) >= 30, (decoded, len(lines))

@@ -29,6 +29,7 @@ def _count_frames(path):
 def _check_record(record):
     assert set(record) == {"frame_index", "timestamp_ms", "track_id", "detection_score", "presence", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params", "blendshapes"}
     assert 0.0 <= record["presence"] <= 1.0
+    assert len(record["blendshapes"]) == 52 and all(0.0 <= value <= 1.0 for value in record["blendshapes"].values())
     assert np.asarray(record["landmarks_2d"]).shape == (68, 2)
     assert np.asarray(record["landmarks_3d"]).shape == (68, 3)
     assert len(record["params"]) == 62 and len(record["roi_box"]) == 4

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -96,3 +97,33 @@ def test_no_face_sends_nothing_and_a_dead_receiver_does_not_raise():
         sender.send_result(SimpleNamespace(faces=[_face(0.0, None)], image_size=(640, 480)))
     finally:
         sender.close()
+
+
+def test_video_forwarder_sends_each_tracked_frame(make_pipeline, clip_frames):
+    """``main.py video --vmc``: the pipeline's results, blendshapes included, go out frame by frame."""
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    from realtime.vmc import VmcForwarder
+
+    received: list[tuple] = []
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: received.append((address, *args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sender = VmcSender("127.0.0.1", server.server_address[1])
+    try:
+        forwarder = VmcForwarder(make_pipeline(), sender)
+        results = [forwarder.process(frame) for frame in clip_frames[:3]]
+        deadline = time.monotonic() + 5.0
+        while sum(m[0] == "/VMC/Ext/Blend/Apply" for m in received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+        sender.close()
+    assert all(result.faces for result in results)
+    assert sender.frames_sent == 3
+    sent = {m[1]: m[2] for m in received if m[0] == "/VMC/Ext/Blend/Val"}
+    assert sent["jawOpen"] == pytest.approx(results[-1].faces[0].blendshapes["jawOpen"], abs=1e-6)

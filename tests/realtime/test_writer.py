@@ -119,3 +119,30 @@ def test_bad_arguments_and_frames(tmp_path):
     writer.close()  # twice is fine
     with pytest.raises(ValueError, match="closed"):
         writer.write(np.zeros((16, 16, 3), np.uint8))
+
+
+def test_trim_to_whole_boxes_repairs_a_cut_off_tail(tmp_path):
+    from realtime.writer import trim_to_whole_boxes
+
+    path = tmp_path / "v.mp4"
+    with open_video_writer(path, 25.0, (96, 64)) as writer:
+        for image in _frames(60, 96, 64):  # keyframes (fragments) at least every 25 frames
+            writer.write(image)
+    whole = path.read_bytes()
+    assert trim_to_whole_boxes(path) == 0 and path.read_bytes() == whole  # a finished file is left alone
+    boxes, offset = [], 0
+    while offset < len(whole):
+        length = int.from_bytes(whole[offset : offset + 4], "big")
+        boxes.append((offset, whole[offset + 4 : offset + 8]))
+        offset += length
+    kinds = [kind for _, kind in boxes]
+    assert kinds[:2] == [b"ftyp", b"moov"] and kinds.count(b"moof") >= 2
+    last_moof = [start for start, kind in boxes if kind == b"moof"][-1]
+    last_mdat = [start for start, kind in boxes if kind == b"mdat"][-1]
+    for cut_at, expected_size in ((last_mdat + 100, last_moof), (last_moof + 5, last_moof), (last_mdat + 4, last_moof)):
+        path.write_bytes(whole[:cut_at])  # a write that stopped half-way through the last fragment
+        trim_to_whole_boxes(path)
+        assert path.stat().st_size == expected_size
+        with av.open(str(path)) as container:
+            frames = sum(1 for _ in container.decode(video=0))  # the whole fragments, no decode error
+        assert 0 < frames < 60
