@@ -69,7 +69,7 @@ class MotionFilterConfig:
             accelerations sooner.
     """
 
-    min_cutoff: float = 8.0
+    min_cutoff: float = 4.0
     beta: float = 10.0
 
     def __post_init__(self) -> None:
@@ -96,9 +96,9 @@ class SmoothingOptions:
 
     enabled: bool = True
     rotation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=2.0, beta=5.0))
-    translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=8.0, beta=10.0))
-    scale: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=8.0, beta=10.0))
-    stretch: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=8.0, beta=10.0))
+    translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
+    scale: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
+    stretch: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     identity: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=0.3, beta=0.5))
     expression: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0))
 
