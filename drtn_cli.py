@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None, prog: str = "drtn", quiet_native_logs: b
     _configure_logging(args)
     try:
         return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM / SIGHUP during `video` (realtime.video.StopRequested)
         logging.getLogger("drtn").warning("interrupted")
-        return 130
-    except (ValueError, FileNotFoundError, RuntimeError, ImportError) as error:
+        return 128 + getattr(error, "signum", 2)  # 130 SIGINT, 143 SIGTERM, 129 SIGHUP
+    except (ValueError, OSError, RuntimeError, ImportError) as error:
         # one clear line for user errors; -v shows the traceback
         if args.verbose:
             raise

@@ -2,14 +2,19 @@
 
 The folder is chosen, in order, by an explicit argument (``--assets``), the ``DRTN_ASSETS``
 environment variable, or the per-user cache directory ``~/.cache/drtn/assets``. Nothing is
-downloaded: a missing file raises :class:`AssetError` naming the file and how to supply it.
+downloaded: a missing file raises :class:`AssetError` naming the file and how to supply it; a file that exists
+but cannot be read (corrupt, truncated, the wrong format or content) raises :class:`AssetReadError`, one line
+naming the file (:func:`load_json_asset`, :func:`load_pickle_asset`, :func:`load_npy_asset`).
 """
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ENV_VAR = "DRTN_ASSETS"
 
@@ -31,6 +36,75 @@ class AssetError(FileNotFoundError):
     """An asset folder or file is missing; the message says which and how to supply it."""
 
 
+class AssetReadError(ValueError):
+    """An asset file exists but cannot be read; the one-line message names the file."""
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
+
+
+def _check_keys(path: Path, value: Any, keys: tuple[str, ...]) -> Any:
+    if keys:
+        if not isinstance(value, dict):
+            raise AssetReadError(f"cannot read asset {path}: expected a mapping with {list(keys)}, got {type(value).__name__}")
+        missing = [key for key in keys if key not in value]
+        if missing:
+            raise AssetReadError(f"cannot read asset {path}: missing entries {missing} (a wrong or damaged file)")
+    return value
+
+
+def load_json_asset(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> Any:
+    """The JSON value in ``path`` (a mapping holding ``keys`` when given).
+
+    Raises:
+        AssetError: the file is missing. AssetReadError: it cannot be read or parsed, or lacks ``keys``.
+    """
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            value = json.load(handle)
+    except FileNotFoundError:
+        raise AssetError(f"asset file missing: {path}") from None
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise AssetReadError(f"cannot read asset {path}: not valid JSON ({_one_line(error)}); replace it from the shared assets/ folder") from None
+    return _check_keys(path, value, keys)
+
+
+def load_pickle_asset(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> Any:
+    """The object pickled in ``path`` (a mapping holding ``keys`` when given). Only load trusted asset files.
+
+    Raises:
+        AssetError: the file is missing. AssetReadError: it cannot be unpickled, or lacks ``keys``.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            value = pickle.load(handle)
+    except FileNotFoundError:
+        raise AssetError(f"asset file missing: {path}") from None
+    except Exception as error:  # noqa: BLE001 - unpickling raises anything (EOFError, UnpicklingError, KeyError...)
+        raise AssetReadError(f"cannot read asset {path}: not a valid pickle ({_one_line(error)}); replace it from the shared assets/ folder") from None
+    return _check_keys(path, value, keys)
+
+
+def load_npy_asset(path: str | os.PathLike):
+    """The numpy array in ``path`` (``.npy``; pickled objects refused).
+
+    Raises:
+        AssetError: the file is missing. AssetReadError: it is not a readable ``.npy`` array.
+    """
+    import numpy as np
+
+    path = Path(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise AssetError(f"asset file missing: {path}") from None
+    except (OSError, ValueError, EOFError) as error:
+        reason = "no .npy array header: random bytes, or a pickle" if "allow_pickle" in str(error) else _one_line(error)
+        raise AssetReadError(f"cannot read asset {path}: not a valid .npy array ({reason}); replace it from the shared assets/ folder") from None
 CACHE_ENV_VAR = "DRTN_CACHE_DIR"
 
 

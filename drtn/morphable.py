@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drtn.assets import Assets, find_assets, user_cache_root
+from drtn.assets import Assets, find_assets, load_json_asset, load_npy_asset, load_pickle_asset, user_cache_root
 from drtn.params import NUM_EXP, NUM_ID, FaceParams, ParamStats
 
 LOGGER = logging.getLogger(__name__)
@@ -125,15 +125,13 @@ class MorphableModel:
         """Read the BFM files from the asset folder (see :func:`drtn.assets.find_assets`)."""
         if not isinstance(assets, Assets):
             assets = find_assets(assets)
-        with open(assets.path("bfm/landmarks68_bases_v2.json")) as handle:
-            sparse_raw = json.load(handle)
+        sparse_raw = load_json_asset(assets.path("bfm/landmarks68_bases_v2.json"), keys=("u_base", "w_shp_base", "w_exp_base"))
         sparse = Basis(
             mean=np.asarray(sparse_raw["u_base"], dtype=np.float64).reshape(-1),
             identity=np.asarray(sparse_raw["w_shp_base"], dtype=np.float64),
             expression=np.asarray(sparse_raw["w_exp_base"], dtype=np.float64),
         )
-        with open(assets.path("bfm/Model_PAF.pkl"), "rb") as handle:
-            dense_raw = pickle.load(handle)
+        dense_raw = load_pickle_asset(assets.path("bfm/Model_PAF.pkl"), keys=("mu_filter", "w_filter", "w_exp_filter"))
         dense = Basis(
             mean=np.asarray(dense_raw["mu_filter"], dtype=np.float64).reshape(-1),
             identity=np.asarray(dense_raw["w_filter"], dtype=np.float64),
@@ -154,11 +152,10 @@ class MorphableModel:
                 NUM_EXP,
             ):
                 raise ValueError(f"{name}: unexpected basis shapes {basis.mean.shape}, {basis.identity.shape}, {basis.expression.shape}")
-        full = np.load(assets.path("bfm/u_shp.npy")) + np.load(assets.path("bfm/u_exp.npy"))
-        indices = np.load(assets.path("bfm/indices.npy"))
+        full = load_npy_asset(assets.path("bfm/u_shp.npy")) + load_npy_asset(assets.path("bfm/u_exp.npy"))
+        indices = load_npy_asset(assets.path("bfm/indices.npy"))
         display_mean = full.reshape(-1, 3)[indices]
-        with open(assets.path("bfm/tri.pkl"), "rb") as handle:
-            triangles = np.asarray(pickle.load(handle)).astype(np.int64)
+        triangles = np.asarray(load_pickle_asset(assets.path("bfm/tri.pkl"))).astype(np.int64)
         if triangles.shape[0] == 3:
             triangles = triangles.T
         stats = ParamStats.load(assets.path("bfm/param_mean_std_62d_120x120.pkl"))

@@ -31,7 +31,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from drtn.params import NUM_PARAMS, ParamStats
 from export.backends.base import CHANNEL_ORDER, PIXEL_MEAN, PIXEL_SCALE, preprocess_crops
-from export.cache import atomic_write_bytes, sha256_bytes, sha256_file, user_cache_dir
+from export.cache import atomic_write_bytes, record_content_hash, sha256_bytes, sha256_file, user_cache_dir, verify_content_hash
 from export.compare import FP32_TOLERANCE, ParamErrorReport, Tolerance, compare_params
 from export.contract import (  # noqa: F401 (the contract's names, re-exported for export users)
     CHECKPOINT_SUFFIXES,
@@ -362,13 +362,17 @@ def ensure_onnx(
 ) -> Path:
     """The ONNX export of a checkpoint (``None``: the bundled default weights), exported once into the cache.
 
-    A cached file is reused only if it passes :func:`inspect_onnx` and records the same checkpoint hash;
-    otherwise it is re-exported (atomically) with a log message.
+    A cached file is reused only if its bytes match the content hash recorded when it was written
+    (:func:`export.cache.verify_content_hash`), it passes :func:`inspect_onnx` and it records the same checkpoint
+    hash; otherwise it is re-exported (atomically) with a log message, never run.
     """
     checkpoint = resolve_checkpoint(checkpoint)
     checkpoint_sha = sha256_file(checkpoint)
     path = cached_onnx_path(checkpoint_sha, checkpoint.stem, opset, cache_dir)
-    if path.is_file():
+    problem = verify_content_hash(path) if path.is_file() else None
+    if problem is not None:
+        LOGGER.warning("cached ONNX %s %s; re-exporting", path, problem)
+    elif path.is_file():
         try:
             info = inspect_onnx(path)
             if info.metadata.get("source_checkpoint_sha256") == checkpoint_sha and info.is_drtn_export:
@@ -379,4 +383,5 @@ def ensure_onnx(
             LOGGER.warning("cached ONNX export is unusable (%s); re-exporting", error)
     LOGGER.info("exporting %s to the ONNX cache (once per checkpoint)", checkpoint)
     export_checkpoint(checkpoint, path, assets=assets, opset=opset)
+    record_content_hash(path)
     return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 
 LOGGER = logging.getLogger(__name__)
 
@@ -30,35 +31,39 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help="DRTN model: an .onnx export or a .pt checkpoint (exported once to the cache; needs torch); default the "
         "bundled drtn_rt. With --backend teacher: another teacher .onnx",
     )
-    group.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
-    group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
+    group.add_argument("--max-faces", type=int, default=16, help="most faces tracked at once (default 16: a crowd)")
+    group.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 5: new faces within 5 frames)")
     group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
+    group.add_argument("--detector-tiles", action="store_true", help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost")
     group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
-    group.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
-    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff at rest for all parameter groups (lower = smoother)")
-    group.add_argument("--smooth-beta", type=float, default=None, help="One-Euro speed coefficient for all groups (higher = less lag)")
-    group.add_argument("--smooth-d-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff of the speed estimate")
+    group.add_argument("--no-smoothing", action="store_true", help="turn the temporal smoothing off")
+    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="pose filter cutoff of a still head, every pose part (lower = smoother; default: the benchmark's winners)")
+    group.add_argument("--smooth-beta", type=float, default=None, help="pose filter cutoff increase per unit of head speed, every pose part (higher = follows sooner)")
 
 
 def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
     """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`."""
     from realtime.detector import DetectorOptions
     from realtime.pipeline import PipelineOptions, RunningMode
-    from realtime.smoothing import OneEuroConfig, SmoothingOptions
+    from realtime.smoothing import MotionFilterConfig, SmoothingOptions
     from realtime.tracker import TrackerOptions
 
+    for flag in ("smooth_min_cutoff", "smooth_beta", "min_detection_confidence"):
+        value = getattr(args, flag, None)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{flag.replace('_', '-')}: expected a finite number, got {value}")
     smoothing = SmoothingOptions(enabled=not args.no_smoothing)
     overrides = {
         name: value
-        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta), ("d_cutoff", args.smooth_d_cutoff))
+        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta))
         if value is not None
     }
     if overrides:
-        smoothing = smoothing.with_all_groups(OneEuroConfig(**{**OneEuroConfig().__dict__, **overrides}))
+        smoothing = smoothing.with_pose(MotionFilterConfig(**{**MotionFilterConfig().__dict__, **overrides}))
     return PipelineOptions(
         running_mode=running_mode or RunningMode.VIDEO,
         assets_dir=getattr(args, "assets", None),
-        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence),
+        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence, tiles=getattr(args, "detector_tiles", False)),
         tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
         smoothing=smoothing,
         result_callback=result_callback,

@@ -54,12 +54,13 @@ def pose_axes_segments(params: np.ndarray, origin_xy: np.ndarray, length_px: flo
     return np.stack([np.repeat(origin, 3, axis=0), ends], axis=1).astype(np.float32)
 
 
-def face_draws(faces: Iterable, triangles: np.ndarray, options: FaceDrawOptions = FaceDrawOptions()) -> tuple[list[MeshDraw], list[Overlay]]:
+def face_draws(faces: Iterable, triangles: np.ndarray | None, options: FaceDrawOptions = FaceDrawOptions()) -> tuple[list[MeshDraw], list[Overlay]]:
     """Meshes and overlays for tracked faces.
 
     Args:
         faces: objects with ``vertices_image`` (K, 3), ``landmarks_2d`` (68, 2) and ``params`` (62,).
-        triangles: (T, 3) int triangles over the K vertices (``MorphableModel.dense_triangles``).
+        triangles: (T, 3) int triangles over the K vertices (``MorphableModel.dense_triangles``), or None: no
+            mesh (e.g. while the app still computes them at start-up).
         options: what to draw.
     Returns:
         ``(meshes, overlays)`` for :meth:`OverlayRenderer.render` / :class:`SceneRendererGL`.
@@ -67,7 +68,7 @@ def face_draws(faces: Iterable, triangles: np.ndarray, options: FaceDrawOptions 
     meshes: list[MeshDraw] = []
     overlays: list[Overlay] = []
     for face in faces:
-        if options.show_mesh:
+        if options.show_mesh and triangles is not None:
             meshes.append(MeshDraw(face.vertices_image, triangles, options.mesh_color))
         landmarks = np.asarray(face.landmarks_2d, dtype=np.float32)
         if options.show_landmarks:
@@ -110,3 +111,24 @@ def avatar_mesh(model, params: np.ndarray, kind: str = "dense", follow_pose: boo
     if follow_pose:
         vertices = vertices @ rotation_from_params(params[0]).T
     return vertices.astype(np.float32), np.ascontiguousarray(triangles, dtype=np.int32)
+
+
+def ict_avatar_mesh(retargeter, blendshapes: dict[str, float] | None, params: np.ndarray, follow_pose: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The ICT FaceKit face driven by ARKit blendshapes (and the head pose): the app's default avatar.
+
+    The face is exactly what a VMC receiver gets: each ICT shape takes the weight of its ARKit name (ICT's
+    left / right halves of ``browInnerUp`` and ``cheekPuff`` both take the ARKit weight).
+
+    Args:
+        retargeter: :class:`realtime.blendshapes.BlendshapeRetargeter` (holds the ICT model and its alignment).
+        blendshapes: ``{ARKit name: weight}`` of one face, or None (neutral).
+        params: (62,) de-normalised parameters of the face (for the head rotation).
+        follow_pose: rotate by the head's rotation instead of facing front.
+    Returns:
+        ``(vertices (9409, 3) float32, triangles (18460, 3) int32)``; world: x right, y up, z towards the viewer
+        (the BFM frame, like :func:`avatar_mesh`), centred and scaled so the neutral face spans about [-1, 1].
+    """
+    vertices = retargeter.avatar_vertices(blendshapes)
+    if follow_pose:
+        vertices = vertices @ rotation_from_params(params).T
+    return vertices.astype(np.float32), retargeter.ict.triangles

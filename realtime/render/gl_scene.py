@@ -195,6 +195,7 @@ class _MeshBuffers:
         self.index_capacity = 0  # bytes
         self.index_count = 0
         self.triangles: np.ndarray | None = None  # last uploaded, to skip unchanged index uploads
+        self._triangles_source: np.ndarray | None = None  # the array it came from (never mutated by the app)
         GL.glBindVertexArray(self.vao)
         GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.vbo)
         GL.glBindBuffer(GL.GL_ELEMENT_ARRAY_BUFFER, self.ebo)  # recorded in the VAO
@@ -214,7 +215,9 @@ class _MeshBuffers:
             GL.glBufferData(GL.GL_ARRAY_BUFFER, interleaved.nbytes, interleaved, GL.GL_DYNAMIC_DRAW)
         else:
             GL.glBufferSubData(GL.GL_ARRAY_BUFFER, 0, interleaved.nbytes, interleaved)
-        if self.triangles is None or self.triangles.shape != triangles.shape or not np.array_equal(self.triangles, triangles):
+        if triangles is self._triangles_source:  # the same array as last time (the app reuses one per mesh)
+            pass
+        elif self.triangles is None or self.triangles.shape != triangles.shape or not np.array_equal(self.triangles, triangles):
             indices = np.ascontiguousarray(triangles, dtype=np.uint32)
             if indices.nbytes > self.index_capacity:
                 self.index_capacity = indices.nbytes
@@ -223,6 +226,7 @@ class _MeshBuffers:
                 GL.glBufferSubData(GL.GL_ELEMENT_ARRAY_BUFFER, 0, indices.nbytes, indices)
             self.triangles = triangles.copy()
             self.index_count = indices.size
+        self._triangles_source = triangles
         GL.glBindVertexArray(0)
 
     def draw(self) -> None:
@@ -375,7 +379,8 @@ class SceneRendererGL:
         GL.glEnable(GL.GL_DEPTH_TEST)
         GL.glDepthFunc(GL.GL_LESS)
         for buffers, mesh in zip(self._meshes, meshes):
-            buffers.upload(mesh.vertices_image, vertex_normals(mesh.vertices_image, mesh.triangles), mesh.triangles)
+            normals = mesh.normals if mesh.normals is not None else vertex_normals(mesh.vertices_image, mesh.triangles)
+            buffers.upload(mesh.vertices_image, normals, mesh.triangles)
         if layer:  # one opaque pass: the nearest surface wins, its alpha goes to the layer
             GL.glDisable(GL.GL_BLEND)
             for buffers, mesh in zip(self._meshes, meshes):

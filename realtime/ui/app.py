@@ -18,12 +18,16 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from realtime.render.faces import FaceDrawOptions
 from realtime.ui.gl_widgets import AvatarWidget, VideoOverlayWidget, default_surface_format
-from realtime.ui.options import AVATAR_MESHES, LiveOptions, backend_availability
-from realtime.ui.worker import Packet, PipelineWorker, ViewSettings
+from realtime.ui.options import AVATAR_MESHES, LiveOptions, backend_availability, find_bundled_clip
+from realtime.ui.panels import BlendshapePanel
+from realtime.ui.worker import Packet, PipelineWorker, ViewSettings, describe_source
+from realtime.vmc import parse_host_port
 
 LOGGER = logging.getLogger(__name__)
 QT_LOGGER = logging.getLogger("realtime.ui.qt")
 
+CAMERA_CHOICES = 4  # the Source menu offers cameras 0..3 (opened only when chosen: probing is slow)
+DEFAULT_VMC_ADDRESS = "127.0.0.1:39539"  # VSeeFace / VNyan / Warudo's default VMC receiver port
 STAGE_LABELS = (("detect", "detect"), ("track_crop", "track+crop"), ("infer", "infer"), ("reconstruct", "reconstruct"), ("smooth", "smooth"))
 
 
@@ -42,17 +46,24 @@ class QtMessageLog:
 
 
 class MainWindow(QtWidgets.QMainWindow):
-    """The app window. ``fatal_error`` is set when it closed because something could not start."""
+    """The app window. ``fatal_error`` is set when it closed because something could not start.
 
-    def __init__(self, options: LiveOptions, qt_log: QtMessageLog | None = None):
+    Keys: Ctrl+O open a video, Space pause / resume, Ctrl+R record, Esc or Ctrl+Q quit.
+    """
+
+    def __init__(self, options: LiveOptions, qt_log: QtMessageLog | None = None, started_at: float | None = None):
         super().__init__()
         self.options = options
         self.qt_log = qt_log or QtMessageLog()
         self.fatal_error: str | None = None
+        self.started_at = started_at if started_at is not None else time.monotonic()
+        self.shown_at: float | None = None
         self._screenshot_taken = False
         self._source_finished = False
         self._last_stats_update = 0.0
         self._paint_times: list[float] = []
+        self._paints = 0
+        self._first_paint_at: float | None = None
         self._started = False
         self.setWindowTitle("DRTN live 3D face tracking")
         self.resize(*options.window_size)
@@ -72,49 +83,102 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.result_ready.connect(self._on_result)
         self.worker.status.connect(self._show_status)
         self.worker.failed.connect(self._on_worker_failed)
+        self.worker.source_failed.connect(self._on_source_failed)
+        self.worker.source_opened.connect(self._on_source_opened)
         self.worker.recording_changed.connect(self._on_recording_changed)
         self.worker.source_finished.connect(self._on_source_finished)
         self.worker.pipeline_changed.connect(self._on_pipeline_changed)
+        self.worker.vmc_changed.connect(self._on_vmc_changed)
+
+        # An error banner over the video (missing file, no camera): hidden until something goes wrong.
+        self.message_label = QtWidgets.QLabel()
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet("QLabel { background: #7a1f1f; color: white; padding: 8px; font-weight: bold; }")
+        self.message_label.hide()
+        video_column = QtWidgets.QWidget()
+        video_layout = QtWidgets.QVBoxLayout(video_column)
+        video_layout.setContentsMargins(0, 0, 0, 0)
+        video_layout.setSpacing(0)
+        video_layout.addWidget(self.message_label)
+        video_layout.addWidget(self.video, stretch=1)
 
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        splitter.addWidget(self.video)
+        splitter.addWidget(video_column)
         splitter.addWidget(self._build_side_panel())
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([options.window_size[0] - 360, 360])
+        splitter.setSizes([options.window_size[0] - 380, 380])
         self.setCentralWidget(splitter)
+        self._build_menus()
+        # Clicking a control does not take the keyboard focus (Tab still reaches them), so Space keeps meaning
+        # pause / resume instead of toggling the last clicked checkbox.
+        for control in self.findChildren((QtWidgets.QAbstractButton, QtWidgets.QComboBox)):
+            control.setFocusPolicy(QtCore.Qt.FocusPolicy.TabFocus)
+        self.video.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.video.setFocus()
         self.statusBar().showMessage("starting ...")
         self._apply_settings()
+        # The pipeline (model files, backend, detector: ~2 s) loads while the window opens; frames start once
+        # the GL views have initialised (``_start_worker``).
+        self.worker.start()
 
     # ------------------------------------------------------------------------------------------ layout
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        open_action = file_menu.addAction("&Open video or image folder ...")
+        open_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
+        open_action.triggered.connect(self._open_file_dialog)
+        sample_action = file_menu.addAction("Play the &sample clip")
+        sample_action.triggered.connect(self._open_sample_clip)
+        file_menu.addSeparator()
+        folder_action = file_menu.addAction("Recording &folder ...")
+        folder_action.triggered.connect(self._choose_record_dir)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("&Quit")
+        quit_action.setShortcuts([QtGui.QKeySequence("Ctrl+Q"), QtGui.QKeySequence("Esc")])
+        quit_action.triggered.connect(self.close)
+        self.addAction(quit_action)  # Esc / Ctrl+Q work wherever the focus is
+
+        source_menu = self.menuBar().addMenu("&Source")
+        for index in range(CAMERA_CHOICES):
+            action = source_menu.addAction(f"Camera &{index}")
+            action.triggered.connect(lambda _checked=False, i=index: self.open_source(i))
+
+        pause_action = QtGui.QAction("Pause / resume", self)
+        pause_action.setShortcut(QtGui.QKeySequence("Space"))
+        pause_action.triggered.connect(self.pause_button.toggle)
+        self.addAction(pause_action)
+        record_action = QtGui.QAction("Start / stop recording", self)
+        record_action.setShortcut(QtGui.QKeySequence("Ctrl+R"))
+        record_action.triggered.connect(self.record_button.toggle)
+        self.addAction(record_action)
+
     def _build_side_panel(self) -> QtWidgets.QWidget:
         panel = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(panel)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.avatar, stretch=1)
 
-        overlay_box = QtWidgets.QGroupBox("Overlay")
-        overlay_layout = QtWidgets.QHBoxLayout(overlay_box)
+        view_box = QtWidgets.QGroupBox("View")
+        view_layout = QtWidgets.QGridLayout(view_box)
         self.mesh_check = QtWidgets.QCheckBox("&Mesh")
         self.landmarks_check = QtWidgets.QCheckBox("&Landmarks")
         self.axes_check = QtWidgets.QCheckBox("Pose &axes")
         self.mesh_check.setChecked(True)
-        for check in (self.mesh_check, self.landmarks_check, self.axes_check):
+        for column, check in enumerate((self.mesh_check, self.landmarks_check, self.axes_check)):
             check.toggled.connect(self._apply_settings)
-            overlay_layout.addWidget(check)
-        layout.addWidget(overlay_box)
-
-        avatar_box = QtWidgets.QGroupBox("Avatar")
-        avatar_layout = QtWidgets.QHBoxLayout(avatar_box)
+            view_layout.addWidget(check, 0, column)
         self.avatar_mesh_combo = QtWidgets.QComboBox()
         self.avatar_mesh_combo.addItems(AVATAR_MESHES)
-        self.avatar_mesh_combo.setToolTip("dense: the 4,096-point model mesh; display: the 38k-vertex full mesh")
+        self.avatar_mesh_combo.setToolTip("ict: the ICT FaceKit avatar driven by the blendshapes; dense / display: the tracked 3DMM face")
         self.follow_pose_check = QtWidgets.QCheckBox("Follow head &pose")
+        self.follow_pose_check.setChecked(True)
         self.avatar_mesh_combo.currentTextChanged.connect(self._apply_settings)
         self.follow_pose_check.toggled.connect(self._apply_settings)
-        avatar_layout.addWidget(self.avatar_mesh_combo)
-        avatar_layout.addWidget(self.follow_pose_check)
-        layout.addWidget(avatar_box)
+        view_layout.addWidget(QtWidgets.QLabel("Avatar"), 1, 0)
+        view_layout.addWidget(self.avatar_mesh_combo, 1, 1)
+        view_layout.addWidget(self.follow_pose_check, 1, 2)
+        layout.addWidget(view_box)
 
         tracking_box = QtWidgets.QGroupBox("Tracking")
         tracking_layout = QtWidgets.QGridLayout(tracking_box)
@@ -133,23 +197,39 @@ class MainWindow(QtWidgets.QMainWindow):
         self.smoothing_check.toggled.connect(lambda on: self.worker.request_pipeline(smoothing=on))
         self.pause_button = QtWidgets.QPushButton("Pause")
         self.pause_button.setCheckable(True)
-        self.pause_button.toggled.connect(self.worker.set_paused)
-        self.record_button = QtWidgets.QPushButton("Start recording")
+        self.pause_button.setToolTip("Space")
+        self.pause_button.toggled.connect(self._on_pause_toggled)
+        self.record_button = QtWidgets.QPushButton("Record")
         self.record_button.setCheckable(True)
         self.record_button.toggled.connect(self._on_record_toggled)
+        self.record_dir_button = QtWidgets.QPushButton("Folder ...")
+        self.record_dir_button.clicked.connect(self._choose_record_dir)
+        self.vmc_check = QtWidgets.QCheckBox("&VMC to")
+        self.vmc_check.setToolTip("stream head pose + 52 ARKit blendshapes to VSeeFace / VNyan / Warudo (VMC protocol)")
+        self.vmc_address = QtWidgets.QLineEdit(self.options.vmc or DEFAULT_VMC_ADDRESS)
+        self.vmc_check.setChecked(bool(self.options.vmc))
+        self.vmc_check.toggled.connect(self._on_vmc_toggled)
+        self.vmc_address.editingFinished.connect(lambda: self._on_vmc_toggled(self.vmc_check.isChecked()))
         tracking_layout.addWidget(QtWidgets.QLabel("Backend"), 0, 0)
         tracking_layout.addWidget(self.backend_combo, 0, 1)
         tracking_layout.addWidget(self.smoothing_check, 0, 2)
         tracking_layout.addWidget(self.pause_button, 1, 0)
-        tracking_layout.addWidget(self.record_button, 1, 1, 1, 2)
+        tracking_layout.addWidget(self.record_button, 1, 1)
+        tracking_layout.addWidget(self.record_dir_button, 1, 2)
+        tracking_layout.addWidget(self.vmc_check, 2, 0)
+        tracking_layout.addWidget(self.vmc_address, 2, 1, 1, 2)
         layout.addWidget(tracking_box)
+        self._update_record_tooltip()
 
+        self.tabs = QtWidgets.QTabWidget()
+        self.blendshape_panel = BlendshapePanel()
+        self.tabs.addTab(self.blendshape_panel, "Blendshapes")
         self.stats_label = QtWidgets.QLabel("waiting for frames ...")
         self.stats_label.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
         self.stats_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.stats_label.setMinimumHeight(150)
         self.stats_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
-        layout.addWidget(self.stats_label)
+        self.tabs.addTab(self.stats_label, "Statistics")
+        layout.addWidget(self.tabs)
         return panel
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -157,6 +237,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().showEvent(event)
         if not self._started:  # start after the GL views initialised (a GL failure should stop us first)
             self._started = True
+            self.shown_at = time.monotonic()
             QtCore.QTimer.singleShot(0, self._start_worker)
 
     def _start_worker(self) -> None:
@@ -169,7 +250,9 @@ class MainWindow(QtWidgets.QMainWindow):
                     "say why). Update the graphics driver, or install Mesa (apt-get install libgl1-mesa-dri libglx-mesa0)."
                 )
                 return
-        self.worker.start()
+        self.worker.set_gl_ready()
+        if self.options.seconds is not None:
+            QtCore.QTimer.singleShot(int(self.options.seconds * 1000), self._take_screenshot)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
         self.worker.stop()
@@ -183,6 +266,43 @@ class MainWindow(QtWidgets.QMainWindow):
             self.fatal_error = message  # run_live raises it: main.py prints it once
             LOGGER.debug("closing: %s", message)
         QtCore.QTimer.singleShot(0, self.close)
+
+    # ------------------------------------------------------------------------------------------ sources
+    def open_source(self, spec: int | str) -> None:
+        """Play a camera index or a video file / image folder (errors appear in the window)."""
+        self.statusBar().showMessage(f"opening {describe_source(spec)} ...")
+        self.pause_button.setChecked(False)
+        self.worker.request_source(spec)
+
+    def _open_file_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a video", "", "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)")
+        if path:
+            self.open_source(path)
+
+    def _open_sample_clip(self) -> None:
+        try:
+            self.open_source(str(find_bundled_clip(self.options.assets)))
+        except FileNotFoundError as error:
+            self._show_error(str(error))
+
+    def _show_error(self, message: str) -> None:
+        self.message_label.setText(message)
+        self.message_label.show()
+        self.statusBar().showMessage(message.splitlines()[0])
+
+    def _on_source_failed(self, message: str) -> None:
+        if self.options.screenshot is not None and self.options.seconds is None:  # frame-count test mode: no frames will come
+            self._fail(message)
+            return
+        self._show_error(message)
+        self.video.set_packet(None)
+        self.avatar.set_mesh(None)
+        self.blendshape_panel.set_weights(None)
+
+    def _on_source_opened(self, description: str) -> None:
+        self.message_label.hide()
+        self._source_finished = False
+        self.setWindowTitle(f"DRTN live 3D face tracking — {description}")
 
     # ------------------------------------------------------------------------------------------ settings
     def _apply_settings(self, *_unused) -> None:
@@ -202,16 +322,50 @@ class MainWindow(QtWidgets.QMainWindow):
             apply()
             widget.blockSignals(False)
 
+    def _on_pause_toggled(self, paused: bool) -> None:
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.worker.set_paused(paused)
+        if paused:
+            self.statusBar().showMessage("paused (Space resumes)")
+
     def _on_record_toggled(self, on: bool) -> None:
         self.worker.set_recording(on)
+
+    def _choose_record_dir(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for recordings", str(self.worker.record_dir.resolve()))
+        if folder:
+            self.worker.set_record_dir(folder)
+            self._update_record_tooltip()
+            self.statusBar().showMessage(f"recordings go to {folder}")
+
+    def _update_record_tooltip(self) -> None:
+        text = f"annotated mp4 into {self.worker.record_dir.resolve()} (Ctrl+R)"
+        self.record_button.setToolTip(text)
+        self.record_dir_button.setToolTip(text)
 
     def _on_recording_changed(self, path: str) -> None:
         self.record_button.blockSignals(True)
         self.record_button.setChecked(bool(path))
         self.record_button.blockSignals(False)
-        self.record_button.setText("Stop recording" if path else "Start recording")
+        self.record_button.setText("Stop recording" if path else "Record")
         if path:
             self.statusBar().showMessage(f"recording to {path}")
+
+    def _on_vmc_toggled(self, on: bool) -> None:
+        address = self.vmc_address.text().strip() if on else None
+        if on:
+            try:
+                parse_host_port(address)
+            except ValueError as error:
+                self._on_vmc_changed("")
+                self.statusBar().showMessage(str(error))
+                return
+        self.worker.set_vmc(address)
+
+    def _on_vmc_changed(self, address: str) -> None:
+        self.vmc_check.blockSignals(True)
+        self.vmc_check.setChecked(bool(address))
+        self.vmc_check.blockSignals(False)
 
     # ------------------------------------------------------------------------------------------ results
     def _on_result(self) -> None:
@@ -219,17 +373,22 @@ class MainWindow(QtWidgets.QMainWindow):
         if packet is None:
             return
         self.video.set_packet(packet)
-        if packet.avatar is not None:
-            self.avatar.set_mesh(packet.avatar)
+        self.avatar.set_mesh(packet.avatar)
+        faces = packet.result.faces
+        self.blendshape_panel.set_weights(faces[0].blendshapes if faces else None)
         now = time.monotonic()
         if now - self._last_stats_update > 0.25:
             self._last_stats_update = now
             self._update_stats(packet)
 
     def _on_painted(self, sequence: int) -> None:
+        self.worker.mark_displayed(sequence)
         now = time.monotonic()
         self._paint_times = [t for t in self._paint_times if now - t < 2.0] + [now]
-        if self.options.screenshot is None or self._screenshot_taken:
+        self._paints += 1
+        if self._first_paint_at is None:
+            self._first_paint_at = now
+        if self.options.screenshot is None or self._screenshot_taken or self.options.seconds is not None:
             return
         last = self.worker.frames_processed
         if sequence >= self.options.screenshot_frames or (self._source_finished and sequence >= last):
@@ -239,41 +398,49 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_source_finished(self) -> None:
         self._source_finished = True
         packet = self.video.packet
-        if self.options.screenshot is not None and not self._screenshot_taken:
+        if self.options.screenshot is not None and not self._screenshot_taken and self.options.seconds is None:
             if packet is None:
                 self._fail("the source ended before any frame was processed")
             elif packet.sequence < self.options.screenshot_frames:
                 LOGGER.warning("the source ended after %d frames (asked for %d)", packet.sequence, self.options.screenshot_frames)
                 self.video.update()  # the next paint takes the screenshot
+        elif self.options.screenshot is None:
+            self.statusBar().showMessage("the source ended (File > Open for another)")
 
     def _on_worker_failed(self, message: str) -> None:
         self.statusBar().showMessage(f"error: {message}")
         if self.options.screenshot is not None or self.video.packet is None:
             self._fail(message)
+        else:
+            self._show_error(message)
 
     def _show_status(self, message: str) -> None:
         self.statusBar().showMessage(message)
 
+    def display_fps(self) -> float:
+        times = self._paint_times
+        return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
     def _update_stats(self, packet: Packet) -> None:
         result = packet.result
-        times = self._paint_times
-        display_fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
         lines = [
-            f"display     {display_fps:6.1f} fps",
-            f"processing  {packet.processing_fps:6.1f} fps",
+            f"display     {self.display_fps():6.1f} fps",
+            f"processing  {packet.processing_fps:6.1f} fps (source {packet.source_fps:.0f})",
+            f"dropped     {packet.frames_dropped:6d} frames",
             f"backend     {packet.backend}   smoothing {'on' if self.worker.smoothing else 'off'}",
             f"faces       {len(result.faces)}   frame {packet.frame.index}",
         ]
         for key, label in STAGE_LABELS:
             lines.append(f"{label:<12}{result.timings_ms.get(key, 0.0):6.1f} ms")
         lines.append(f"{'pipeline':<12}{result.timings_ms.get('total', 0.0):6.1f} ms")
-        lines.append(f"{'render':<12}{self.video.render_ms:6.1f} ms (GUI)")
+        lines.append(f"{'render':<12}{self.video.render_ms:6.1f} ms video, {self.avatar.render_ms:.1f} ms avatar (GUI)")
         for face in result.faces[:3]:
             lines.append(f"#{face.track_id}: yaw {face.yaw:+5.0f} pitch {face.pitch:+5.0f} roll {face.roll:+5.0f}")
         self.stats_label.setText("\n".join(lines))
 
     # ------------------------------------------------------------------------------------------ test mode
     def _take_screenshot(self) -> None:
+        self._screenshot_taken = True
         path = self.options.screenshot
         path.parent.mkdir(parents=True, exist_ok=True)
         packet = self.video.packet
@@ -290,8 +457,22 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def describe_view(self, packet: Packet | None, pixmap: QtGui.QPixmap) -> dict:
         """What the screenshot shows, in window pixels: the video rect and each face's boxes."""
+        now = time.monotonic()
+        worker = self.worker
+        since_start = lambda moment: None if moment is None else round(moment - self.started_at, 3)  # noqa: E731
+        processing_window = now - worker.first_frame_time if worker.first_frame_time is not None else 0.0
+        display_window = now - self._first_paint_at if self._first_paint_at is not None else 0.0
         info: dict = {
             "screenshot_size": [pixmap.width(), pixmap.height()],
+            "seconds_from_process_start": {"window_shown": since_start(self.shown_at), "first_frame": since_start(worker.first_frame_time), "first_tracked_face": since_start(worker.first_result_time)},
+            "display_fps": round((self._paints - 1) / display_window, 2) if display_window > 0 else 0.0,
+            "processing_fps": round((worker.frames_processed - 1) / processing_window, 2) if processing_window > 0 else 0.0,
+            "frames_dropped": worker.frames_dropped,
+            "paints": self._paints,
+            "message": "" if self.message_label.isHidden() else self.message_label.text(),
+            "played_seconds": round(processing_window, 3),
+            "avatar": {"kind": self.avatar_mesh_combo.currentText(), "vertices": 0 if self.avatar.mesh is None else len(self.avatar.mesh.vertices_image)},
+            "render_ms": {"video": round(self.video.render_ms, 2), "avatar": round(self.avatar.render_ms, 2), "blendshapes": round(self.blendshape_panel.paint_ms, 2)},
             "device_pixel_ratio": pixmap.devicePixelRatio(),
             "qt_warnings": list(self.qt_log.warnings),
             "gl": self.video.renderer.info,
@@ -329,6 +510,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     "landmarks_box_image": landmarks_box.round(2).tolist(),
                     "landmarks_box_window": to_window(landmarks_box),
                     "yaw_pitch_roll": [face.yaw, face.pitch, face.roll],
+                    "blendshapes": face.blendshapes,
                 }
             )
         return info
@@ -345,6 +527,17 @@ def _clean_qt_environment() -> None:
             del os.environ[name]
 
 
+def _process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; 0 elsewhere): the time-to-first-frame clock starts there."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 of stat(5), counted after the ')' of the command name
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run_live(options: LiveOptions) -> int:
     """Run the app until its window closes. Returns the exit status.
 
@@ -355,12 +548,13 @@ def run_live(options: LiveOptions) -> int:
     logging.getLogger("OpenGL.acceleratesupport").setLevel(logging.WARNING)  # "no OpenGL_accelerate" is not news
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.environ.get("QT_QPA_PLATFORM") is None:
         raise RuntimeError("no display: run on a desktop, or headless under a virtual X server: xvfb-run -a python main.py live ...")
+    started_at = time.monotonic() - _process_age_s()
     qt_log = QtMessageLog()
     previous_handler = QtCore.qInstallMessageHandler(qt_log)
     QtGui.QSurfaceFormat.setDefaultFormat(default_surface_format())
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
     try:
-        window = MainWindow(options, qt_log)
+        window = MainWindow(options, qt_log, started_at)
         window.show()
         status = app.exec()
         if window.fatal_error is not None:

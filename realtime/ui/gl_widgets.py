@@ -15,12 +15,12 @@ from PyQt6.QtOpenGLWidgets import QOpenGLWidget
 
 from realtime.render.camera import ImageCamera, OrbitCamera
 from realtime.render.faces import FaceDrawOptions, face_draws
-from realtime.render.scene import MeshDraw, Scene
+from realtime.render.scene import AVATAR_COLOR, MeshDraw, Scene
 
 LOGGER = logging.getLogger(__name__)
 
+AVATAR_DISTANCE = 3.2  # the avatar meshes span about [-1, 1]: the face fills the view
 BACKGROUND_RGBA = (0.10, 0.10, 0.12, 1.0)
-AVATAR_COLOR = (0.82, 0.80, 0.78, 1.0)
 
 
 def default_surface_format() -> QtGui.QSurfaceFormat:
@@ -124,8 +124,11 @@ class VideoOverlayWidget(SceneViewMixin, QOpenGLWidget):
             return
         image = packet.frame.image_bgr
         height, width = image.shape[:2]
-        faces = [face for face in packet.result.faces if len(face.vertices_image)]
-        meshes, overlays = face_draws(faces, packet.triangles, self.draw_options)
+        if getattr(packet, "draws", None) is not None and packet.draw_options == self.draw_options:
+            meshes, overlays = packet.draws  # prepared on the worker thread (normals included)
+        else:  # a toggle changed since (e.g. while paused): build them here
+            faces = [face for face in packet.result.faces if len(face.vertices_image)]
+            meshes, overlays = face_draws(faces, packet.triangles, self.draw_options)
         viewport = self._device_viewport(width, height)
         self.renderer.draw(Scene(tuple(meshes), tuple(overlays), image), ImageCamera(width, height), viewport, BACKGROUND_RGBA, overlay_scale=viewport[2] / width)
         self.render_ms = (time.perf_counter() - start) * 1000.0
@@ -150,13 +153,16 @@ class AvatarWidget(SceneViewMixin, QOpenGLWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._init_scene_view()
-        self.camera = OrbitCamera(distance=4.0)
-        self.mesh: tuple[np.ndarray, np.ndarray] | None = None
+        self.camera = OrbitCamera(distance=AVATAR_DISTANCE)
+        self.mesh: MeshDraw | None = None
         self._drag_origin: QtCore.QPointF | None = None
-        self.setMinimumSize(200, 200)
+        self.setMinimumSize(200, 160)
         self.setToolTip("drag: orbit, wheel: zoom, double-click: reset")
 
-    def set_mesh(self, mesh: tuple[np.ndarray, np.ndarray] | None) -> None:
+    def set_mesh(self, mesh: MeshDraw | tuple[np.ndarray, np.ndarray] | None) -> None:
+        """The mesh to show: a :class:`MeshDraw` (ideally with normals), ``(vertices, triangles)``, or None."""
+        if isinstance(mesh, tuple):
+            mesh = MeshDraw(mesh[0], mesh[1], AVATAR_COLOR)
         self.mesh = mesh
         self.update()
 
@@ -166,7 +172,7 @@ class AvatarWidget(SceneViewMixin, QOpenGLWidget):
         start = time.perf_counter()
         viewport = self._device_viewport()
         self.camera.aspect = viewport[2] / max(viewport[3], 1)
-        meshes = (MeshDraw(self.mesh[0], self.mesh[1], AVATAR_COLOR),) if self.mesh is not None else ()
+        meshes = (self.mesh,) if self.mesh is not None else ()
         self.renderer.draw(Scene(meshes), self.camera, viewport, BACKGROUND_RGBA)
         self.render_ms = (time.perf_counter() - start) * 1000.0
 
@@ -185,7 +191,7 @@ class AvatarWidget(SceneViewMixin, QOpenGLWidget):
         self._drag_origin = None
 
     def mouseDoubleClickEvent(self, event: QtGui.QMouseEvent) -> None:  # noqa: N802
-        self.camera = OrbitCamera(distance=4.0)
+        self.camera = OrbitCamera(distance=AVATAR_DISTANCE)
         self.update()
 
     def wheelEvent(self, event: QtGui.QWheelEvent) -> None:  # noqa: N802

@@ -12,7 +12,7 @@ from export.backends import BACKEND_KINDS
 
 SHARED_ENV = "DRTN_SHARED"
 BUNDLED_CLIP = Path("samples/video/liveportrait/d0.mp4")  # inside the shared folder
-AVATAR_MESHES = ("dense", "display")
+AVATAR_MESHES = ("ict", "dense", "display")  # ICT FaceKit face driven by the blendshapes; the 3DMM meshes
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class LiveOptions:
     """What ``main.py live`` was asked for.
 
     Attributes:
-        source: webcam index (int), a video file, an image folder, or None: webcam 0, falling back to the
-            bundled clip when no camera can be opened.
+        source: webcam index (int), a video file, an image folder, or None: webcam 0 (without one, the window
+            says so and offers File > Open).
         backend: inference backend kind (``export.backends``).
         smoothing: One-Euro smoothing on.
         assets: asset folder (None: ``$DRTN_ASSETS``, then the user cache).
@@ -29,8 +29,11 @@ class LiveOptions:
             here (PNG) plus a JSON sidecar (``.json``: face boxes in window pixels, timings, Qt warnings), quit.
         frames: frames to process before the screenshot (default 30).
         loop: restart video files at their end (the default in interactive mode).
-        record_dir: where the record button writes annotated mp4 files.
+        record_dir: where the record button writes annotated mp4 files (changeable in the window).
         window_size: initial window size in pixels.
+        vmc: ``'HOST:PORT'`` to stream VMC to from the start (the window's VMC toggle), or None.
+        seconds: benchmark mode: play in real time (as interactively) for this many seconds, then save the
+            ``screenshot`` with its sidecar (display / processing FPS, drops, time to first frame) and quit.
         pipeline: :class:`realtime.pipeline.PipelineOptions` (detector, tracker, smoothing settings); None:
             the defaults. Its running mode and smoothing on/off are set by the app.
         model: ``--model``: an .onnx export or .pt checkpoint for the DRTN backends (None: the bundled model).
@@ -46,6 +49,8 @@ class LiveOptions:
     record_dir: Path = Path("recordings")
     window_size: tuple[int, int] = (1280, 720)
     pipeline: object | None = None
+    vmc: str | None = None
+    seconds: float | None = None
     model: str | None = None
 
     def __post_init__(self):
@@ -57,6 +62,12 @@ class LiveOptions:
             raise ValueError("--frames is the screenshot test mode's frame count: give --screenshot PATH too")
         if self.screenshot is not None and self.screenshot.suffix.lower() != ".png":
             raise ValueError(f"--screenshot must name a .png file, got {self.screenshot}")
+        if self.seconds is not None and (self.screenshot is None or self.seconds <= 0):
+            raise ValueError(f"--seconds is the benchmark mode's duration: give a positive number and --screenshot PATH (got {self.seconds})")
+        if self.vmc:
+            from realtime.vmc import parse_host_port
+
+            parse_host_port(self.vmc)
 
     @property
     def screenshot_frames(self) -> int:
@@ -64,7 +75,7 @@ class LiveOptions:
 
     @property
     def should_loop(self) -> bool:
-        return self.loop if self.loop is not None else self.screenshot is None
+        return self.loop if self.loop is not None else (self.screenshot is None or self.seconds is not None)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "LiveOptions":
@@ -79,7 +90,7 @@ class LiveOptions:
             values["backend"] = args.backend
         if getattr(args, "no_smoothing", False):
             values["smoothing"] = False
-        for name in ("assets", "frames", "loop", "model"):
+        for name in ("assets", "frames", "loop", "vmc", "seconds", "model"):
             if getattr(args, name, None) is not None:
                 values[name] = getattr(args, name)
         if getattr(args, "screenshot", None):
@@ -105,6 +116,8 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--loop", action=argparse.BooleanOptionalAction, default=None, help="restart video files at their end (default: on; off with --screenshot)")
     group.add_argument("--screenshot", default=None, metavar="PATH.png", help="test mode: process --frames frames, save a window screenshot (and PATH.json), quit")
     group.add_argument("--frames", type=int, default=None, metavar="N", help="frames to process before --screenshot (default 30)")
+    group.add_argument("--seconds", type=float, default=None, metavar="S", help="benchmark mode: play in real time for S seconds, then --screenshot (its .json has display/processing FPS) and quit")
+    group.add_argument("--vmc", default=None, metavar="HOST:PORT", help="stream head pose + ARKit blendshapes over VMC from the start (e.g. 127.0.0.1:39539; also a toggle in the window)")
 
 
 def backend_availability(assets: str | None = None) -> dict[str, str | None]:

@@ -166,4 +166,4 @@ def test_checkpoint_is_exported_once_to_the_cache_and_reused(tmp_path, network, 
         again = ensure_onnx(checkpoint, assets=assets_dir, cache_dir=cache / "onnx")
     assert again == path and "re-exporting" in caplog.text
     assert inspect_onnx(path).is_drtn_export
-    assert sorted(p.name for p in (cache / "onnx").iterdir()) == [path.name]  # no temp files left
+    assert sorted(p.name for p in (cache / "onnx").iterdir()) == [path.name, path.name + ".sha256"]  # no temp files left

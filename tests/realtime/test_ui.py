@@ -143,3 +143,110 @@ def test_live_options_check_their_arguments():
     with pytest.raises(ValueError, match=r"must name a \.png file"):
         LiveOptions(screenshot=Path("a.jpg"))
     assert LiveOptions().should_loop and not LiveOptions(screenshot=Path("a.png")).should_loop
+
+
+def _benchmark_view(arguments: list[str], tmp_path: Path, assets_dir: Path, seconds: float = 3.0) -> tuple[dict, subprocess.CompletedProcess]:
+    """Run the app in its real-time benchmark mode (``--seconds``) and return the screenshot's sidecar."""
+    screenshot = tmp_path / "bench.png"
+    done = _run_app([*arguments, "--backend", "teacher", "--screenshot", str(screenshot), "--seconds", str(seconds)], tmp_path, assets_dir)
+    assert done.returncode == 0, f"app failed ({done.returncode}):\n{done.stderr[-4000:]}"
+    assert not _qt_warning_lines(done.stderr), "Qt warnings:\n" + "\n".join(_qt_warning_lines(done.stderr))
+    return json.loads(screenshot.with_suffix(".json").read_text()), done
+
+
+@pytest.mark.gui
+def test_a_missing_file_is_reported_in_the_window(tmp_path, assets_dir):
+    missing = tmp_path / "no-such-clip.mp4"
+    view, _ = _benchmark_view([str(missing)], tmp_path, assets_dir, seconds=2.0)
+    assert "not found" in view["message"] and str(missing) in view["message"], view["message"]
+    assert view["frames_processed"] == 0
+
+
+@pytest.mark.gui
+def test_no_camera_is_reported_in_the_window_not_replaced_by_a_clip(tmp_path, assets_dir):
+    view, done = _benchmark_view(["7"], tmp_path, assets_dir, seconds=2.0)  # no camera 7 on any test machine
+    assert view["message"].startswith("No camera") and "Ctrl+O" in view["message"], view["message"]
+    assert view["frames_processed"] == 0, "a clip played instead of saying that there is no camera"
+    assert done.stderr.count("no camera at index 7") <= 1, "the camera is retried (log spam)"
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_app_plays_in_real_time_drives_the_avatar_and_streams_vmc(tmp_path, shared_dir, assets_dir):
+    pytest.importorskip("pythonosc")
+    import threading
+
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    received: list[tuple] = []
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: received.append((address, *args)))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        view, _ = _benchmark_view([str(shared_dir / CLIP), "--vmc", f"127.0.0.1:{server.server_address[1]}"], tmp_path, assets_dir, seconds=4.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert view["frames_processed"] > 5 and view["message"] == ""
+    # Real time: frames processed + dropped match the clip's own rate (25 fps) over the time played: never
+    # faster (pacing), never slow motion (late frames are dropped instead).
+    played = view["frames_processed"] + view["frames_dropped"]
+    expected = 25.0 * view["played_seconds"]
+    assert 0.6 * expected <= played <= expected + 3, (played, expected)
+    assert view["avatar"] == {"kind": "ict", "vertices": 9409}
+    blendshapes = view["faces"][0]["blendshapes"]
+    assert len(blendshapes) == 52 and all(0.0 <= v <= 1.0 for v in blendshapes.values())
+
+    heads = [m for m in received if m[0] == "/VMC/Ext/Bone/Pos"]
+    assert heads and all(m[1] == "Head" and len(m) == 9 for m in heads)
+    assert sum(m[0] == "/VMC/Ext/Blend/Apply" for m in received) == len(heads)
+    assert sum(m[0] == "/VMC/Ext/Blend/Val" for m in received) == 52 * len(heads)
+
+
+_KEYS_SCRIPT = r'''
+import json, sys
+from realtime.ui.app import MainWindow, _clean_qt_environment
+from realtime.ui.options import LiveOptions
+_clean_qt_environment()
+from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6.QtTest import QTest
+from realtime.ui.gl_widgets import default_surface_format
+QtGui.QSurfaceFormat.setDefaultFormat(default_surface_format())
+app = QtWidgets.QApplication([])
+window = MainWindow(LiveOptions(source=sys.argv[1], backend="teacher", assets=sys.argv[2]))
+window.show()
+result = {}
+def keys():
+    window.windowHandle().requestActivate()  # no window manager under Xvfb: ask for the focus
+    result["active"] = QTest.qWaitForWindowActive(window, 5000)
+    result["initial"] = window.pause_button.text()
+    QTest.keyClick(window, QtCore.Qt.Key.Key_Space)
+    result["after_space"] = window.pause_button.text()
+    QTest.keyClick(window, QtCore.Qt.Key.Key_Space)
+    result["after_second_space"] = window.pause_button.text()
+    if sys.argv[3] == "ctrl+q":
+        QTest.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
+    else:
+        QTest.keyClick(window, QtCore.Qt.Key.Key_Escape)
+QtCore.QTimer.singleShot(1500, keys)
+QtCore.QTimer.singleShot(40000, lambda: (result.setdefault("timed_out", True), app.quit()))
+app.exec()
+print("RESULT " + json.dumps(result))
+'''
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("quit_key", ["escape", "ctrl+q"])
+def test_keys_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, quit_key):
+    command = [*_display_prefix(), sys.executable, "-c", _KEYS_SCRIPT, str(shared_dir / CLIP), str(assets_dir), quit_key]
+    done = subprocess.run(command, cwd=REPO, env=_app_environment(tmp_path), capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stderr[-3000:]
+    result = json.loads(lines[-1][len("RESULT "):])
+    if not result.get("active"):
+        pytest.skip("the window could not get the keyboard focus on this X server")
+    assert (result["initial"], result["after_space"], result["after_second_space"]) == ("Pause", "Resume", "Pause")
+    assert "timed_out" not in result, f"{quit_key} did not close the window"
