@@ -20,12 +20,12 @@ LOGGER = logging.getLogger(__name__)
 
 def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video + JSONL records."""
+    from realtime.outputs import check_output_paths
     from realtime.overlay import create_overlay
     from realtime.pipeline import FacePipeline
     from realtime.prefetch import PrefetchedSource
     from realtime.sources import CameraSource, open_source
     from realtime.threads import limit_blas_threads
-    from realtime.outputs import check_output_paths
     from realtime.video import process_video, video_outputs
     from realtime.vmc import VmcForwarder
 
@@ -74,13 +74,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
     import cv2
 
+    from export.cache import atomic_write_bytes, atomic_write_text
+    from realtime.outputs import IMAGE_SUFFIXES, Output, check_output_paths
     from realtime.overlay import create_overlay
     from realtime.pipeline import FacePipeline, RunningMode
     from realtime.sources import Frame
     from realtime.video import face_record
-
-    from export.cache import atomic_write_bytes, atomic_write_text
-    from realtime.outputs import IMAGE_SUFFIXES, Output, check_output_paths
 
     image_path = Path(args.image) if args.image else default_demo_image(getattr(args, "assets", None))
     output = Path(args.output)

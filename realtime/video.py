@@ -42,7 +42,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.outputs import MIN_FREE_BYTES, VIDEO_SUFFIXES, RECORDS_SUFFIXES, Output, check_output_paths, partial_path
+from realtime.outputs import MIN_FREE_BYTES, RECORDS_SUFFIXES, VIDEO_SUFFIXES, Output, check_output_paths, partial_path
 from realtime.pipeline import FacePipeline, FaceResult
 from realtime.sources import Frame, FrameSource, SourceError
 from realtime.writer import VideoWriteError, open_video_writer
@@ -101,15 +101,6 @@ def face_record(frame: Frame, face: FaceResult) -> dict:
         "params": [float(f"{value:.7g}") for value in np.asarray(face.params, dtype=np.float64)],
         **({"blendshapes": dict(face.blendshapes)} if getattr(face, "blendshapes", None) is not None else {}),
     }
-
-
-def check_playable(path: str | Path) -> bool:
-    """Whether OpenCV can open ``path`` and decode its first frame."""
-    capture = cv2.VideoCapture(str(path))
-    try:
-        return bool(capture.isOpened() and capture.read()[0])
-    finally:
-        capture.release()
 
 
 def check_playable(path: str | Path) -> bool:
