@@ -237,7 +237,8 @@ MANIFEST = (
         required=False,
     ),
     AssetFile(TEACHER_FILE, "4b0546e2fd13567917956efa8658b6d71fcae0f9c127fbbeb66c64bd341a9c6a", 3387582, None, required=False),
-    AssetFile(ICT_FILE, "139e562375479b6cabb35cf5f6141784b9eb4d6928615669334dbab293041564", 9379289, None, required=False),
+    # the blendshape retargeting of video / demo / live (on by default) needs it; derived from ICT-FaceKit (MIT)
+    AssetFile(ICT_FILE, "139e562375479b6cabb35cf5f6141784b9eb4d6928615669334dbab293041564", 9379289, None),
 )
 
 

@@ -23,10 +23,8 @@ nearest-neighbour layout of the meshes is computed once per asset content and ca
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-import pickle
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property

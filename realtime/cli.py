@@ -21,12 +21,12 @@ LOGGER = logging.getLogger(__name__)
 def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video (``--render mesh|depth|pncc``) + records (JSONL / CSV) + meshes."""
     from realtime.file_outputs import MeshSequenceWriter
+    from realtime.outputs import check_output_paths
     from realtime.pipeline import FacePipeline
-    from realtime.render_modes import create_drawer
     from realtime.prefetch import PrefetchedSource
+    from realtime.render_modes import create_drawer
     from realtime.sources import CameraSource, open_source
     from realtime.threads import limit_blas_threads
-    from realtime.outputs import check_output_paths
     from realtime.video import process_video, video_outputs
     from realtime.vmc import VmcForwarder
 

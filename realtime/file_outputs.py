@@ -20,7 +20,16 @@ import cv2
 import numpy as np
 
 from export.cache import atomic_write_bytes, atomic_write_text
-from realtime.meshio import MeshTopology, face_mesh, numbered_paths, sample_texture, sample_vertex_colors, visible_vertices, write_obj, write_ply
+from realtime.meshio import (
+    MeshTopology,
+    face_mesh,
+    numbered_paths,
+    sample_texture,
+    sample_vertex_colors,
+    visible_vertices,
+    write_obj,
+    write_ply,
+)
 from realtime.outputs import IMAGE_SUFFIXES, Output, check_output_paths
 from realtime.records import SCHEMA_VERSION, SourceInfo, face_record
 from realtime.render_modes import create_drawer

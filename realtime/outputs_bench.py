@@ -25,7 +25,17 @@ def _mean_ms(function, repeats: int) -> float:
 def run(assets: str | None, photo: Path, clip: Path, repeats: int = 5) -> list[tuple[str, float]]:
     """``(what, milliseconds)`` rows (see the module docstring)."""
     from export.backends import create_backend
-    from realtime.meshio import MeshTopology, face_mesh, read_obj, read_ply, sample_texture, sample_vertex_colors, visible_vertices, write_obj, write_ply
+    from realtime.meshio import (
+        MeshTopology,
+        face_mesh,
+        read_obj,
+        read_ply,
+        sample_texture,
+        sample_vertex_colors,
+        visible_vertices,
+        write_obj,
+        write_ply,
+    )
     from realtime.overlay import create_overlay
     from realtime.pipeline import FacePipeline, PipelineOptions, RunningMode
     from realtime.render_modes import MapDrawer
@@ -67,7 +77,7 @@ def run(assets: str | None, photo: Path, clip: Path, repeats: int = 5) -> list[t
         height, width = frame.shape[:2]
         for mode in ("depth", "pncc"):
             drawer = MapDrawer(mode, pipeline.morphable, pipeline.crop_size, width, height, assets)
-            rows.append((f"frame {width}x{height}, {len(clip_faces)} face: {mode} map", _mean_ms(lambda: drawer.draw(frame, clip_faces), 2 * repeats)))
+            rows.append((f"frame {width}x{height}, {len(clip_faces)} face: {mode} map", _mean_ms(lambda drawer=drawer: drawer.draw(frame, clip_faces), 2 * repeats)))
             drawer.close()
         overlay = create_overlay("gl", pipeline, width, height)
         rows.append((f"frame {width}x{height}, {len(clip_faces)} face: mesh overlay ({overlay.name})", _mean_ms(lambda: overlay.draw(frame, clip_faces), 2 * repeats)))

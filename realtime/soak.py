@@ -118,8 +118,8 @@ def run_soak(backend, clip: str | os.PathLike, frames: int, options=None, render
 
 def run_soak_command(args: argparse.Namespace) -> int:
     """``main.py bench --soak N``: reads ``assets``, ``source``, ``backends`` (first), ``renderer``, ``output``."""
-    from realtime.bench import default_clip
     from realtime.arguments import create_backend
+    from realtime.bench import default_clip
     from realtime.pipeline import PipelineOptions
     from realtime.threads import limit_blas_threads
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.tracking_scenes import Scene, SceneFrame, standard_scenes, default_data_dir
+from realtime.tracking_scenes import Scene, SceneFrame, default_data_dir, standard_scenes
 
 LOGGER = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import cv2
 
-from realtime.outputs import MIN_FREE_BYTES, VIDEO_SUFFIXES, RECORDS_SUFFIXES, Output, check_output_paths, partial_path
+from realtime.outputs import MIN_FREE_BYTES, RECORDS_SUFFIXES, VIDEO_SUFFIXES, Output, check_output_paths, partial_path
 from realtime.pipeline import FacePipeline, FaceResult
 from realtime.records import SourceInfo, csv_header, serialize_records
 from realtime.records import face_record as _face_record

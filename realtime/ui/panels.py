@@ -7,7 +7,6 @@ from PyQt6 import QtCore, QtGui, QtWidgets
 
 from realtime.blendshapes import ARKIT_NAMES
 
-
 ROW_HEIGHT_PX = 9  # 26 rows: the panel fits under the avatar in the default 1280x720 window
 
 

@@ -6,7 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from realtime.blendshapes import ARKIT_NAMES, NUM_BLENDSHAPES, BlendshapeRetargeter, as_dict, ict_to_arkit_name, similarity_transform
+from realtime.blendshapes import (
+    ARKIT_NAMES,
+    NUM_BLENDSHAPES,
+    BlendshapeRetargeter,
+    as_dict,
+    ict_to_arkit_name,
+    similarity_transform,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from realtime.meshio import read_obj, read_ply
 from realtime.file_outputs import PhotoProcessor, process_folder
+from realtime.meshio import read_obj, read_ply
 from realtime.pipeline import RunningMode
 from realtime.records import CSV_COLUMNS, SCHEMA_VERSION, read_records
 

@@ -6,8 +6,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from realtime.meshio import (FaceMesh, MeshTopology, face_mesh, numbered_paths, read_obj, read_ply, sample_texture, sample_vertex_colors,
-                             visible_vertices, write_obj, write_ply)  # fmt: skip
+from realtime.meshio import (
+    FaceMesh,
+    MeshTopology,
+    face_mesh,
+    numbered_paths,
+    read_obj,
+    read_ply,
+    sample_texture,
+    sample_vertex_colors,
+    visible_vertices,  # fmt: skip
+    write_obj,
+    write_ply,
+)
 
 
 def _tetrahedron() -> FaceMesh:

@@ -7,10 +7,10 @@ import pytest
 from drtn.crop import model_to_image
 from realtime.smoothing import (
     FaceSmoother,
+    HeadMotionFilter,
     OneEuroConfig,
     OneEuroFilter,
     SmoothingOptions,
-    HeadMotionFilter,
     compose_pose,
     decompose_pose,
     quaternion_to_rotation,

@@ -88,8 +88,8 @@ def test_roc_auc():
 
 def test_tiny_benchmark_ours_tracks_and_the_peer_runs(data_dir, backend, morphable, assets_dir):
     """A few short scenes through the real pipeline: accurate landmarks, no phantom tracks."""
-    from realtime.pipeline import PipelineOptions, RunningMode
     from realtime.detector import DetectorOptions
+    from realtime.pipeline import PipelineOptions, RunningMode
     from realtime.tracking_bench import OurTracker, PerFramePeer, run_benchmark
 
     scenes = [s for s in standard_scenes(data_dir, "tiny") if s.name in ("moving-medium-0", "multi-640x480-0")]
