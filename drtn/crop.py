@@ -157,6 +157,49 @@ def image_to_model(points_image: np.ndarray, roi_box: np.ndarray, size: int = CR
     return crop_to_model(crop, size)
 
 
+# ------------------------------------------------------------------------------------------ poses
+# The one crop <-> image conversion of a 62-vector's pose ``[s*R | t]`` (3, 4). A pose maps model vertices into
+# the *model frame* of one crop; the same pose in the *image frame* (x right, y down, z scaled like x and not
+# shifted, as :func:`crop_to_image`) is that pose composed with an exact 4x4 frame change.
+
+def image_to_model_matrix(image_to_crop: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """4x4 map from image (x, y down, z) to the model frame of a crop given its 2x3 image->crop similarity."""
+    a = np.asarray(image_to_crop, dtype=np.float64)
+    scale = np.sqrt(abs(np.linalg.det(a[:, :2])))
+    to_crop = np.eye(4)
+    to_crop[:2, :2], to_crop[:2, 3] = a[:, :2], a[:, 2]
+    to_crop[2, 2] = scale
+    # crop -> model frame: x + 1, size - y, z + 1 (3DDFA convention, :func:`crop_to_model`)
+    to_model = np.array([[1.0, 0, 0, 1.0], [0, -1.0, 0, size], [0, 0, 1.0, 1.0], [0, 0, 0, 1.0]])
+    return to_model @ to_crop
+
+
+def box_image_to_model_matrix(roi_box: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """4x4 image -> model frame for an axis-aligned ROI box."""
+    return image_to_model_matrix(image_to_crop_affine(roi_box, size), size)
+
+
+def pose_crop_to_image(pose_model: np.ndarray, roi_box: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """(..., 3, 4) model-frame pose of the crop ``roi_box`` -> image-frame pose (x right, y down, z like x).
+
+    ``pose_image @ [v; 1]`` gives the same image points as :func:`model_to_image` of ``pose_model @ [v; 1]``.
+    """
+    return _apply_to_pose(np.linalg.inv(box_image_to_model_matrix(roi_box, size)), pose_model)
+
+
+def pose_image_to_crop(pose_image: np.ndarray, image_to_crop: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """(..., 3, 4) image-frame pose -> model-frame pose of the crop given by a 2x3 image->crop similarity
+    (for an ROI box: ``image_to_crop_affine(roi_box)``); the inverse of :func:`pose_crop_to_image`."""
+    return _apply_to_pose(image_to_model_matrix(image_to_crop, size), pose_image)
+
+
+def _apply_to_pose(matrix: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    pose = np.asarray(pose, dtype=np.float64)
+    linear = matrix[:3, :3] @ pose[..., :3]
+    translation = (matrix[:3, :3] @ pose[..., 3:])[..., 0] + matrix[:3, 3]
+    return np.concatenate([linear, translation[..., None]], axis=-1)
+
+
 def _stack3(x, y, z, like):
     torch = torch_if_tensor(like)
     if torch is not None:

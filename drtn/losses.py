@@ -26,10 +26,11 @@ from typing import Literal
 
 import torch
 
-from drtn.crop import CROP_SIZE, model_to_crop
-from drtn.morphable import MorphableModel, TorchMorphable, project
-from drtn.params import NUM_PARAMS, FaceParams, ParamStats
 from drtn.configs import check_known_keys
+from drtn.crop import CROP_SIZE, model_to_crop
+from drtn.morphable import MorphableModel, project
+from drtn.morphable_torch import TorchMorphable
+from drtn.params import NUM_PARAMS, FaceParams, ParamStats
 
 Reduction = Literal["mean", "none"]
 TERMS = ("id", "exp", "pose", "lm68", "param")
@@ -95,7 +96,7 @@ class DRTNLoss(torch.nn.Module):
     def __init__(self, morphable: TorchMorphable | MorphableModel, config: LossConfig | None = None):
         super().__init__()
         if isinstance(morphable, MorphableModel):
-            morphable = morphable.torch_module()
+            morphable = TorchMorphable(morphable)
         self.morphable = morphable
         self.config = config if config is not None else LossConfig()
         dense = morphable.dense

@@ -15,19 +15,26 @@ Three meshes share the 62-parameter space:
 
 Vertices are ``S = mean + A_id @ alpha + B_exp @ beta`` (xyz interleaved, eq. 2), projected to the 120x120
 model frame by ``[s*R | t] @ [S; 1]`` (eq. 3, weak perspective: x, y used, z kept for depth).
+
+numpy only (inference imports no torch); the differentiable torch version is :mod:`drtn.morphable_torch`. The
+nearest-neighbour layout of the meshes is computed once per asset content and cached on disk
+(:meth:`MorphableModel._mesh_layout`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import pickle
+import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from drtn.assets import Assets, find_assets
+from drtn.assets import Assets, find_assets, load_json_asset, load_npy_asset, load_pickle_asset, user_cache_root
 from drtn.params import NUM_EXP, NUM_ID, FaceParams, ParamStats
 
 LOGGER = logging.getLogger(__name__)
@@ -36,6 +43,7 @@ DENSE_GRID = 64  # Model_PAF: 64 x 64 = 4096 points
 # A dense grid point belongs to the face if it lies within this distance (BFM units, ~micrometres) of the
 # mean full mesh; off-face padding points of the grid are ~13,000+ away, on-face ones < 3,000.
 _ON_SURFACE_TOLERANCE = 6000.0
+_LAYOUT_VERSION = 1  # bump when the cached mesh-layout arrays change meaning
 
 
 @dataclass(frozen=True)
@@ -54,30 +62,6 @@ class Basis:
         """(N, 40), (N, 10) -> (N, 3, K) model-space vertices (float64)."""
         shape = self.mean[None] + identity @ self.identity.T + expression @ self.expression.T
         return shape.reshape(shape.shape[0], -1, 3).transpose(0, 2, 1)
-
-
-class TorchBasis(torch.nn.Module):
-    """Torch version of :class:`Basis` with buffers, for differentiable reconstruction."""
-
-    def __init__(self, basis: Basis):
-        super().__init__()
-        self.register_buffer("mean", torch.as_tensor(basis.mean, dtype=torch.float32))
-        self.register_buffer("identity", torch.as_tensor(basis.identity, dtype=torch.float32))
-        self.register_buffer("expression", torch.as_tensor(basis.expression, dtype=torch.float32))
-
-    def vertices(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
-        """(N, 40), (N, 10) -> (N, 3, K)."""
-        shape = self.mean + identity @ self.identity.T + expression @ self.expression.T
-        return shape.reshape(shape.shape[0], -1, 3).transpose(1, 2)
-
-    def deformation(self, identity: torch.Tensor | None, expression: torch.Tensor | None) -> torch.Tensor:
-        """Offsets from the mean, (N, 3K): ``A_id @ alpha`` and/or ``B_exp @ beta`` (eqs. 24-25)."""
-        out = 0
-        if identity is not None:
-            out = out + identity @ self.identity.T
-        if expression is not None:
-            out = out + expression @ self.expression.T
-        return out
 
 
 def interpolate_basis(source_mean: np.ndarray, source_basis: np.ndarray, target_mean: np.ndarray) -> np.ndarray:
@@ -141,15 +125,13 @@ class MorphableModel:
         """Read the BFM files from the asset folder (see :func:`drtn.assets.find_assets`)."""
         if not isinstance(assets, Assets):
             assets = find_assets(assets)
-        with open(assets.path("bfm/landmarks68_bases_v2.json")) as handle:
-            sparse_raw = json.load(handle)
+        sparse_raw = load_json_asset(assets.path("bfm/landmarks68_bases_v2.json"), keys=("u_base", "w_shp_base", "w_exp_base"))
         sparse = Basis(
             mean=np.asarray(sparse_raw["u_base"], dtype=np.float64).reshape(-1),
             identity=np.asarray(sparse_raw["w_shp_base"], dtype=np.float64),
             expression=np.asarray(sparse_raw["w_exp_base"], dtype=np.float64),
         )
-        with open(assets.path("bfm/Model_PAF.pkl"), "rb") as handle:
-            dense_raw = pickle.load(handle)
+        dense_raw = load_pickle_asset(assets.path("bfm/Model_PAF.pkl"), keys=("mu_filter", "w_filter", "w_exp_filter"))
         dense = Basis(
             mean=np.asarray(dense_raw["mu_filter"], dtype=np.float64).reshape(-1),
             identity=np.asarray(dense_raw["w_filter"], dtype=np.float64),
@@ -158,18 +140,22 @@ class MorphableModel:
         if np.array_equal(dense.expression, dense.identity[:, :NUM_EXP]):
             # Defect of the published file (see module docstring): rebuild the expression basis from the sparse one.
             LOGGER.debug("Model_PAF.pkl: w_exp_filter duplicates w_filter; interpolating the sparse expression basis")
-            dense = Basis(dense.mean, dense.identity, interpolate_basis(sparse.mean, sparse.expression, dense.mean))
+            expression = _disk_cached(
+                "dense-expression",
+                (sparse.mean, sparse.expression, dense.mean),
+                lambda: {"basis": interpolate_basis(sparse.mean, sparse.expression, dense.mean)},
+            )["basis"]
+            dense = Basis(dense.mean, dense.identity, expression)
         for name, basis, points in (("landmarks68_bases_v2.json", sparse, 68), ("Model_PAF.pkl", dense, 4096)):
             if basis.mean.shape != (3 * points,) or basis.identity.shape != (3 * points, NUM_ID) or basis.expression.shape != (
                 3 * points,
                 NUM_EXP,
             ):
                 raise ValueError(f"{name}: unexpected basis shapes {basis.mean.shape}, {basis.identity.shape}, {basis.expression.shape}")
-        full = np.load(assets.path("bfm/u_shp.npy")) + np.load(assets.path("bfm/u_exp.npy"))
-        indices = np.load(assets.path("bfm/indices.npy"))
+        full = load_npy_asset(assets.path("bfm/u_shp.npy")) + load_npy_asset(assets.path("bfm/u_exp.npy"))
+        indices = load_npy_asset(assets.path("bfm/indices.npy"))
         display_mean = full.reshape(-1, 3)[indices]
-        with open(assets.path("bfm/tri.pkl"), "rb") as handle:
-            triangles = np.asarray(pickle.load(handle)).astype(np.int64)
+        triangles = np.asarray(load_pickle_asset(assets.path("bfm/tri.pkl"))).astype(np.int64)
         if triangles.shape[0] == 3:
             triangles = triangles.T
         stats = ParamStats.load(assets.path("bfm/param_mean_std_62d_120x120.pkl"))
@@ -190,11 +176,9 @@ class MorphableModel:
     # ---------------------------------------------------------------- dense mesh layout
     @cached_property
     def dense_on_face(self) -> np.ndarray:
-        """(4096,) bool: dense grid points that lie on the mean face surface."""
-        grid = torch.as_tensor(self.dense.mean.reshape(-1, 3), dtype=torch.float32)
-        surface = torch.as_tensor(self.display_mean, dtype=torch.float32)
-        distance = torch.cat([torch.cdist(chunk, surface).min(dim=1).values for chunk in grid.split(512)])
-        return (distance < _ON_SURFACE_TOLERANCE).numpy()
+        """(4096,) bool: dense grid points that lie on the mean face surface (cached on disk, see
+        :meth:`_mesh_layout`)."""
+        return self._mesh_layout()["dense_on_face"]
 
     @cached_property
     def dense_triangles(self) -> np.ndarray:
@@ -216,17 +200,48 @@ class MorphableModel:
     # ---------------------------------------------------------------- display mesh
     @cached_property
     def _display_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """For each display vertex: 4 nearest on-face dense points and inverse-distance weights."""
-        on_face = np.flatnonzero(self.dense_on_face)
-        grid = torch.as_tensor(self.dense.mean.reshape(-1, 3)[on_face], dtype=torch.float32)
-        surface = torch.as_tensor(self.display_mean, dtype=torch.float32)
-        neighbours, weights = [], []
-        for chunk in surface.split(4096):
-            distance, index = torch.cdist(chunk, grid).topk(4, largest=False)
-            w = 1.0 / (distance + 1.0)
-            neighbours.append(index)
-            weights.append(w / w.sum(dim=1, keepdim=True))
-        return on_face[torch.cat(neighbours).numpy()], torch.cat(weights).numpy().astype(np.float64)
+        """For each display vertex: 4 nearest on-face dense points (indices into the 4096, (38365, 4) int64) and
+        their inverse-distance weights ((38365, 4) float64, rows sum to 1)."""
+        layout = self._mesh_layout(with_display=True)
+        return layout["display_neighbours"], layout["display_weights"]
+
+    def _mesh_layout(self, with_display: bool = False) -> dict[str, np.ndarray]:
+        """The nearest-neighbour arrays of the mesh layout, computed once per asset content and cached on disk.
+
+        They depend only on the mean shapes, so they are stored in ``<user cache>/drtn/mesh/layout-<sha256>.npz`` (key:
+        the dense and display mean shapes and :data:`_LAYOUT_VERSION`); an unwritable cache only costs time.
+        """
+        cache = self._cache
+        if "layout" in cache and (not with_display or "display_neighbours" in cache["layout"]):
+            return cache["layout"]
+        key = hashlib.sha256()
+        for array in (self.dense.mean, self.display_mean):
+            key.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        key.update(f"v{_LAYOUT_VERSION} tol{_ON_SURFACE_TOLERANCE}".encode())
+        path = user_cache_root() / "mesh" / f"layout-{key.hexdigest()[:32]}.npz"
+        layout = dict(cache.get("layout", {}))
+        if not layout:
+            try:
+                with np.load(path) as stored:
+                    layout = {name: stored[name] for name in stored.files}
+                LOGGER.debug("mesh layout from %s", path)
+            except (OSError, ValueError, KeyError):
+                layout = {}
+        changed = False
+        if "dense_on_face" not in layout:
+            layout["dense_on_face"] = on_surface(self.dense.mean.reshape(-1, 3), self.display_mean, _ON_SURFACE_TOLERANCE)
+            changed = True
+        if with_display and "display_neighbours" not in layout:
+            on_face = np.flatnonzero(layout["dense_on_face"])
+            index, distance = nearest_neighbours(self.display_mean, self.dense.mean.reshape(-1, 3)[on_face], 4)
+            weights = 1.0 / (distance + 1.0)
+            layout["display_neighbours"] = on_face[index]
+            layout["display_weights"] = weights / weights.sum(axis=1, keepdims=True)
+            changed = True
+        if changed:
+            _save_npz(path, layout)
+        cache["layout"] = layout
+        return layout
 
     def display_vertices(self, params: np.ndarray) -> np.ndarray:
         """(N, 62) -> (N, 3, 38365) model-frame display mesh: mean mesh + interpolated dense deformation."""
@@ -236,30 +251,78 @@ class MorphableModel:
         moved = self.display_mean[None] + (offsets[:, neighbours] * weights[None, :, :, None]).sum(axis=2)
         return project(fp.pose, moved.transpose(0, 2, 1))
 
-    # ---------------------------------------------------------------- torch
-    def torch_module(self) -> "TorchMorphable":
-        return TorchMorphable(self)
+
+# ---------------------------------------------------------------- nearest neighbours (numpy, chunked)
+def _squared_distances(queries: np.ndarray, points: np.ndarray, chunk: int):
+    """Yield (start, (chunk, P) float32 squared distances) of query rows against all points."""
+    center = points.mean(axis=0)
+    points32 = (points - center).astype(np.float32)
+    queries32 = (queries - center).astype(np.float32)
+    points_sq = np.einsum("ij,ij->i", points32, points32)
+    minus_two_points = -2.0 * points32.T
+    for start in range(0, len(queries32), chunk):
+        block = queries32[start : start + chunk]
+        distance = block @ minus_two_points
+        distance += points_sq[None]
+        distance += np.einsum("ij,ij->i", block, block)[:, None]
+        yield start, distance
 
 
-class TorchMorphable(torch.nn.Module):
-    """Differentiable, batched reconstruction on the sparse and dense models (buffers move with ``.to``)."""
+def on_surface(queries: np.ndarray, surface: np.ndarray, tolerance: float) -> np.ndarray:
+    """(Q,) bool: query points (Q, 3) within ``tolerance`` of some surface point (S, 3) (exact, numpy).
 
-    def __init__(self, model: MorphableModel):
-        super().__init__()
-        self.sparse = TorchBasis(model.sparse)
-        self.dense = TorchBasis(model.dense)
-        self.register_buffer("param_mean", torch.as_tensor(model.stats.mean))
-        self.register_buffer("param_std", torch.as_tensor(model.stats.std))
+    A coarse pass against every 8th surface point accepts most on-surface queries at once (a nearer subsample
+    point proves it); only the rest are checked against the whole surface.
+    """
+    queries, surface = np.asarray(queries, np.float64), np.asarray(surface, np.float64)
+    limit = np.float32(tolerance) ** 2
+    coarse = np.concatenate([d.min(axis=1) for _, d in _squared_distances(queries, surface[::8], 1024)]) < limit * 0.98
+    result = coarse.copy()
+    rest = np.flatnonzero(~coarse)
+    if len(rest):
+        exact = np.concatenate([np.sqrt(np.maximum(d, 0)).min(axis=1) for _, d in _squared_distances(queries[rest], surface, 256)])
+        result[rest] = exact < tolerance
+    return result
 
-    def denormalize(self, params_normalized: torch.Tensor) -> torch.Tensor:
-        return params_normalized * self.param_std + self.param_mean
 
-    def landmarks(self, params: torch.Tensor) -> torch.Tensor:
-        """(N, 62) de-normalised -> (N, 3, 68) model frame."""
-        fp = FaceParams.from_array(params)
-        return project(fp.pose, self.sparse.vertices(fp.identity, fp.expression))
+def nearest_neighbours(queries: np.ndarray, points: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest points (P, 3) of every query (Q, 3): indices (Q, k) int64 and float64 distances (Q, k),
+    nearest first (exact up to float32 ties among candidates)."""
+    queries, points = np.asarray(queries, np.float64), np.asarray(points, np.float64)
+    indices, distances = [], []
+    for start, squared in _squared_distances(queries, points, 2048):
+        index = np.argpartition(squared, k, axis=1)[:, :k]
+        distance = np.linalg.norm(queries[start : start + len(squared), None] - points[index], axis=2)
+        order = np.argsort(distance, axis=1)
+        indices.append(np.take_along_axis(index, order, axis=1))
+        distances.append(np.take_along_axis(distance, order, axis=1))
+    return np.concatenate(indices).astype(np.int64), np.concatenate(distances)
 
-    def dense_points(self, params: torch.Tensor) -> torch.Tensor:
-        """(N, 62) de-normalised -> (N, 3, 4096) model frame."""
-        fp = FaceParams.from_array(params)
-        return project(fp.pose, self.dense.vertices(fp.identity, fp.expression))
+
+def _disk_cached(kind: str, inputs: tuple[np.ndarray, ...], compute) -> dict[str, np.ndarray]:
+    """``compute()`` (a dict of arrays) stored in ``<user cache>/drtn/mesh/<kind>-<sha256 of inputs>.npz`` and read
+    from there next time; a missing, corrupt or unwritable cache only costs the computation."""
+    key = hashlib.sha256(f"{kind} v{_LAYOUT_VERSION}".encode())
+    for array in inputs:
+        key.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    path = user_cache_root() / "mesh" / f"{kind}-{key.hexdigest()[:32]}.npz"
+    try:
+        with np.load(path) as stored:
+            return {name: stored[name] for name in stored.files}
+    except (OSError, ValueError, KeyError):
+        pass
+    arrays = compute()
+    _save_npz(path, arrays)
+    return arrays
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` atomically to ``path``; a read-only cache is logged at debug level and skipped."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz", delete=False)
+        with handle:
+            np.savez(handle, **arrays)
+        os.replace(handle.name, path)
+    except OSError as error:
+        LOGGER.debug("cannot cache the mesh layout at %s: %s", path, error)

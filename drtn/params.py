@@ -7,7 +7,6 @@ Euler angles follow 3DDFA: ``R = Rx(pitch) @ Ry(yaw) @ Rz(roll)``, radians.
 """
 from __future__ import annotations
 
-import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +99,9 @@ class ParamStats:
 
     @staticmethod
     def load(path: str | Path) -> "ParamStats":
-        with open(path, "rb") as handle:
-            stats = pickle.load(handle)
+        from drtn.assets import load_pickle_asset
+
+        stats = load_pickle_asset(path, keys=("mean", "std"))
         mean = np.asarray(stats["mean"], dtype=np.float32).reshape(-1)
         std = np.asarray(stats["std"], dtype=np.float32).reshape(-1)
         if mean.shape != (NUM_PARAMS,) or std.shape != (NUM_PARAMS,):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ def _check_crops(args: argparse.Namespace, assets, crop_size: int):
 def run_export(args: argparse.Namespace) -> int:
     from drtn.assets import find_assets
     from drtn.morphable import MorphableModel
-    from export.onnx_export import export_onnx, load_network, resolve_checkpoint
     from export.cache import sha256_file
+    from export.onnx_export import export_onnx, load_network, resolve_checkpoint
 
     if args.tensorrt:
         from export.backends.tensorrt_backend import BatchProfile, tensorrt_available
@@ -108,6 +109,8 @@ def run_export(args: argparse.Namespace) -> int:
             raise BackendUnavailableError(reason)
     checkpoint = resolve_checkpoint(args.checkpoint)
     output = args.output or Path(f"{checkpoint.stem}.onnx")
+    if output.suffix.lower() != ".onnx" or output.resolve() == checkpoint.resolve() or (output.exists() and os.path.samefile(output, checkpoint)):
+        raise ValueError(f"-o {output}: expected a new .onnx file name (not the checkpoint {checkpoint})")
     assets = find_assets(args.assets)
     morphable = MorphableModel.load(assets)
     network = load_network(checkpoint)

@@ -11,10 +11,13 @@ means are ~1e-7 (below FP16's normal range).
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from export.contract import DENORMALIZE_NODE_PREFIX, load_onnx_model
 
 # Ops that stay FP32, as torch.autocast keeps them: accumulations that lose accuracy or overflow in FP16.
 FP32_OPS = frozenset({"LayerNormalization", "Softmax", "LogSoftmax", "ReduceSum", "ReduceMean", "ReduceL2", "Exp", "Log", "Pow", "Sqrt", "Div", "Erf"})
@@ -136,6 +139,20 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str,
     return model
 
 
+def engine_onnx_bytes(onnx_path: str | os.PathLike, precision: str) -> bytes:
+    """The exact ONNX bytes TensorRT builds from: the FP32 export itself, or its mixed-precision FP16 variant.
+
+    Precision lives in the graph (strong typing, the only mode of TensorRT 11): see :mod:`export.fp16`.
+    Serialization is deterministic, so the SHA-256 of these bytes is a stable cache key.
+    """
+    if precision not in ("fp16", "fp32"):
+        raise ValueError(f"precision: expected 'fp16' or 'fp32', got {precision!r}")
+    model = load_onnx_model(onnx_path)
+    if precision == "fp16":
+        model = convert_to_mixed_fp16(model, fp32_node_prefixes=(DENORMALIZE_NODE_PREFIX,))
+    return model.SerializeToString(deterministic=True)
+
+
 def estimate_fp16_error(onnx_path, crops_bgr: np.ndarray, stats, morphable=None):
     """Run the mixed-precision variant of an export on ONNX Runtime (CPU) against the FP32 export.
 
@@ -149,7 +166,6 @@ def estimate_fp16_error(onnx_path, crops_bgr: np.ndarray, stats, morphable=None)
 
     from export.backends.base import preprocess_crops
     from export.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from export.backends.tensorrt_backend import engine_onnx_bytes
     from export.compare import compare_params
 
     reference = OnnxRuntimeBackend(onnx_path)

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,51 +31,29 @@ from onnx import TensorProto, helper, numpy_helper
 
 from drtn.params import NUM_PARAMS, ParamStats
 from export.backends.base import CHANNEL_ORDER, PIXEL_MEAN, PIXEL_SCALE, preprocess_crops
-from export.cache import atomic_write_bytes, sha256_bytes, sha256_file, user_cache_dir
+from export.cache import atomic_write_bytes, record_content_hash, sha256_bytes, sha256_file, user_cache_dir, verify_content_hash
 from export.compare import FP32_TOLERANCE, ParamErrorReport, Tolerance, compare_params
+from export.contract import (  # noqa: F401 (the contract's names, re-exported for export users)
+    CHECKPOINT_SUFFIXES,
+    CONTRACT_VERSION,
+    DENORMALIZE_NODE_PREFIX,
+    EXPORT_FORMAT_VERSION,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    STATS_FILE,
+    OnnxModelInfo,
+    inspect_onnx,
+    load_onnx_model,
+)
 
 LOGGER = logging.getLogger(__name__)
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "params"
 DEFAULT_OPSET = 18  # supported by ONNX Runtime 1.17+ and TensorRT 10's parser
-CONTRACT_VERSION = "1"
-# Bump when the exported graph changes for the same checkpoint: cached default exports are then rebuilt.
-EXPORT_FORMAT_VERSION = 1
-STATS_FILE = "bfm/param_mean_std_62d_120x120.pkl"
-DENORMALIZE_NODE_PREFIX = "drtn/denormalize/"
 _MAX_DYNAMIC_BATCH = 4096  # the exporter needs an upper bound; far above any profile we build
-
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 class ExportCheckError(RuntimeError):
     """The exported graph disagrees with torch beyond tolerance; nothing was written."""
-
-
-@dataclass(frozen=True)
-class OnnxModelInfo:
-    """What a consumer needs to know about a model file that passed :func:`inspect_onnx`.
-
-    Attributes:
-        source: the file path, or ``"<bytes>"``.
-        input_name / output_name: graph input (N, 3, S, S) and output (N, 62).
-        crop_size: S.
-        fixed_batch: the input's batch dimension if it is a fixed number (e.g. 1 for the teacher), else ``None``.
-        metadata: ``metadata_props`` as a dict (empty for a foreign model).
-    """
-
-    source: str
-    input_name: str
-    output_name: str
-    crop_size: int
-    fixed_batch: int | None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_drtn_export(self) -> bool:
-        """True for a file written by :func:`export_onnx` (de-normalised output, our metadata)."""
-        return self.metadata.get("producer") == "drtn.export" and self.metadata.get("params") == "denormalized"
 
 
 @dataclass(frozen=True)
@@ -92,86 +70,6 @@ class ExportReport:
         lines = [f"wrote {self.path} ({self.path.stat().st_size / 1e6:.2f} MB, sha256 {self.onnx_sha256[:16]}, {self.seconds:.1f} s)"]
         lines += [f"  ORT vs torch on {name}: {report.summary()}" for name, report in self.checks.items()]
         return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------- contract check
-def _dims(value_info: onnx.ValueInfoProto) -> list[int | str | None]:
-    """Shape of a graph input/output: ints for fixed dims, the symbol or None for dynamic ones."""
-    dims = []
-    for dim in value_info.type.tensor_type.shape.dim:
-        if dim.HasField("dim_value"):
-            dims.append(int(dim.dim_value))
-        else:
-            dims.append(dim.dim_param or None)
-    return dims
-
-
-def _shape_text(dims: list[int | str | None]) -> str:
-    return "(" + ", ".join("N" if d is None else str(d) for d in dims) + ")"
-
-
-def load_onnx_model(path: str | os.PathLike) -> onnx.ModelProto:
-    """``onnx.load`` with one clear error for a missing, empty, truncated or non-ONNX file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file, not an ONNX model")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # protobuf DecodeError and friends
-        raise ValueError(f"{path}: not a readable ONNX model (truncated or corrupt?): {error}") from None
-    if not model.graph.node:
-        raise ValueError(f"{path}: not a readable ONNX model (truncated or corrupt?): the graph has no nodes")
-    return model
-
-
-def inspect_onnx(source: str | os.PathLike | onnx.ModelProto, name: str | None = None) -> OnnxModelInfo:
-    """Validate that a model maps (N, 3, S, S) float32 to (N, 62) float32 and describe it.
-
-    Args:
-        source: a file path or a loaded model.
-        name: how to name the model in errors (defaults to the path).
-    Raises:
-        FileNotFoundError: no file.
-        ValueError: unreadable file, or inputs / outputs that do not fit; the message names file and shapes.
-    """
-    if isinstance(source, onnx.ModelProto):
-        model, label = source, name or "<onnx model>"
-    else:
-        model, label = load_onnx_model(source), name or str(source)
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    outputs = list(model.graph.output)
-    if len(inputs) != 1:
-        raise ValueError(f"{label}: expected one input (N, 3, S, S) float32, found {len(inputs)}: {[i.name for i in inputs]}")
-    if len(outputs) != 1:
-        raise ValueError(f"{label}: expected one output (N, {NUM_PARAMS}) float32, found {len(outputs)}: {[o.name for o in outputs]}")
-    image, params = inputs[0], outputs[0]
-    in_dims, out_dims = _dims(image), _dims(params)
-    if (
-        image.type.tensor_type.elem_type != TensorProto.FLOAT
-        or len(in_dims) != 4
-        or in_dims[1] != 3
-        or not isinstance(in_dims[2], int)
-        or in_dims[2] != in_dims[3]
-    ):
-        raise ValueError(
-            f"{label}: input '{image.name}' is {_shape_text(in_dims)} "
-            f"{TensorProto.DataType.Name(image.type.tensor_type.elem_type).lower()}; expected (N, 3, S, S) float32 "
-            f"with a fixed square S"
-        )
-    if params.type.tensor_type.elem_type != TensorProto.FLOAT or len(out_dims) != 2 or out_dims[1] != NUM_PARAMS:
-        raise ValueError(
-            f"{label}: output '{params.name}' is {_shape_text(out_dims)} "
-            f"{TensorProto.DataType.Name(params.type.tensor_type.elem_type).lower()}; expected (N, {NUM_PARAMS}) float32"
-        )
-    metadata = {prop.key: prop.value for prop in model.metadata_props}
-    crop_size = in_dims[2]
-    if "crop_size" in metadata and metadata["crop_size"] != str(crop_size):
-        raise ValueError(f"{label}: metadata crop_size={metadata['crop_size']} disagrees with input shape {_shape_text(in_dims)}")
-    fixed_batch = in_dims[0] if isinstance(in_dims[0], int) and in_dims[0] > 0 else None
-    return OnnxModelInfo(label, image.name, params.name, crop_size, fixed_batch, metadata)
 
 
 # ---------------------------------------------------------------------------------------------- graph surgery
@@ -464,13 +362,17 @@ def ensure_onnx(
 ) -> Path:
     """The ONNX export of a checkpoint (``None``: the bundled default weights), exported once into the cache.
 
-    A cached file is reused only if it passes :func:`inspect_onnx` and records the same checkpoint hash;
-    otherwise it is re-exported (atomically) with a log message.
+    A cached file is reused only if its bytes match the content hash recorded when it was written
+    (:func:`export.cache.verify_content_hash`), it passes :func:`inspect_onnx` and it records the same checkpoint
+    hash; otherwise it is re-exported (atomically) with a log message, never run.
     """
     checkpoint = resolve_checkpoint(checkpoint)
     checkpoint_sha = sha256_file(checkpoint)
     path = cached_onnx_path(checkpoint_sha, checkpoint.stem, opset, cache_dir)
-    if path.is_file():
+    problem = verify_content_hash(path) if path.is_file() else None
+    if problem is not None:
+        LOGGER.warning("cached ONNX %s %s; re-exporting", path, problem)
+    elif path.is_file():
         try:
             info = inspect_onnx(path)
             if info.metadata.get("source_checkpoint_sha256") == checkpoint_sha and info.is_drtn_export:
@@ -481,4 +383,5 @@ def ensure_onnx(
             LOGGER.warning("cached ONNX export is unusable (%s); re-exporting", error)
     LOGGER.info("exporting %s to the ONNX cache (once per checkpoint)", checkpoint)
     export_checkpoint(checkpoint, path, assets=assets, opset=opset)
+    record_content_hash(path)
     return path

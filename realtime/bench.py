@@ -173,7 +173,7 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     default onnxruntime) or ``backend``; ``threads`` (the largest is used, default 2); ``renderer``
     (default gl); ``no_smoothing``; ``output``.
     """
-    from realtime.cli import create_backend
+    from realtime.arguments import create_backend
     from realtime.smoothing import SmoothingOptions
     from realtime.threads import limit_blas_threads
 

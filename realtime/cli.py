@@ -1,7 +1,7 @@
-"""`main.py video | live` argument definitions, and the helpers that turn arguments into a pipeline.
+"""`drtn video | demo | live` argument definitions and handlers.
 
-The app (``realtime.ui``) and the pipeline benchmark reuse :func:`add_pipeline_arguments`,
-:func:`create_backend` and :func:`pipeline_options_from_args`, so every entry point takes the same flags.
+The flags shared with the app and the pipeline benchmark live in :mod:`realtime.arguments` (re-exported here);
+nothing else imports this module but the command-line entry (:mod:`drtn_cli`).
 """
 from __future__ import annotations
 
@@ -9,80 +9,36 @@ import argparse
 import logging
 from pathlib import Path
 
+from realtime.arguments import (  # noqa: F401 (re-exported: the flags of every entry point)
+    DEFAULT_BACKEND,
+    add_pipeline_arguments,
+    create_backend,
+    pipeline_options_from_args,
+)
+
 LOGGER = logging.getLogger(__name__)
-
-DEFAULT_BACKEND = "onnxruntime"
-
-
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ``video``, ``live`` and ``bench --pipeline``: backend, detection, tracking, smoothing."""
-    group = parser.add_argument_group("pipeline")
-    group.add_argument("--backend", default=DEFAULT_BACKEND, help=f"inference backend: onnxruntime, torch, tensorrt, teacher (default {DEFAULT_BACKEND})")
-    group.add_argument("--max-faces", type=int, default=4, help="most faces tracked at once (default 4)")
-    group.add_argument("--detect-every", type=int, default=10, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 10)")
-    group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
-    group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
-    group.add_argument("--no-smoothing", action="store_true", help="turn the One-Euro smoothing off")
-    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff at rest for all parameter groups (lower = smoother)")
-    group.add_argument("--smooth-beta", type=float, default=None, help="One-Euro speed coefficient for all groups (higher = less lag)")
-    group.add_argument("--smooth-d-cutoff", type=float, default=None, metavar="HZ", help="One-Euro cutoff of the speed estimate")
-
-
-def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
-    """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`."""
-    from realtime.detector import DetectorOptions
-    from realtime.pipeline import PipelineOptions, RunningMode
-    from realtime.smoothing import OneEuroConfig, SmoothingOptions
-    from realtime.tracker import TrackerOptions
-
-    smoothing = SmoothingOptions(enabled=not args.no_smoothing)
-    overrides = {
-        name: value
-        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta), ("d_cutoff", args.smooth_d_cutoff))
-        if value is not None
-    }
-    if overrides:
-        smoothing = smoothing.with_all_groups(OneEuroConfig(**{**OneEuroConfig().__dict__, **overrides}))
-    return PipelineOptions(
-        running_mode=running_mode or RunningMode.VIDEO,
-        assets_dir=getattr(args, "assets", None),
-        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence),
-        tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
-        smoothing=smoothing,
-        result_callback=result_callback,
-    )
-
-
-def create_backend(kind: str, assets_dir: str | None = None, threads: int = 2):
-    """The inference backend ``kind`` from :func:`export.backends.create_backend` (its bundled default model).
-
-    Raises:
-        ImportError: the export package's backends cannot be imported.
-        ValueError, FileNotFoundError, export.backends.BackendUnavailableError: from the factory.
-    """
-    try:
-        from export.backends import create_backend as factory
-    except ImportError as error:
-        raise ImportError(f"the inference backends are not available (export.backends: {error})") from error
-    return factory(kind, assets=assets_dir, threads=threads)
-
 
 def run_video_command(args: argparse.Namespace) -> int:
     """``main.py video``: annotated video + JSONL records."""
     from realtime.overlay import create_overlay
     from realtime.pipeline import FacePipeline
-    from realtime.sources import open_source
+    from realtime.prefetch import PrefetchedSource
+    from realtime.sources import CameraSource, open_source
     from realtime.threads import limit_blas_threads
-    from realtime.video import process_video
+    from realtime.outputs import check_output_paths
+    from realtime.video import process_video, video_outputs
     from realtime.vmc import VmcForwarder
 
     limit_blas_threads(1)
     if args.max_frames is not None and args.max_frames < 1:
         raise ValueError(f"--max-frames: expected >= 1, got {args.max_frames}")
     output = Path(args.output) if args.output else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
+    check_output_paths(video_outputs(output, args.records), [args.input])  # before anything is opened
     options = pipeline_options_from_args(args)
-    with open_source(args.input, max_frames=args.max_frames) as source:
-        backend = create_backend(args.backend, getattr(args, "assets", None))
+    # files and folders decode ahead in a thread; a camera is read live. The prefetcher is closed first (it stops
+    # its thread), then the file: releasing a capture another thread is decoding aborts the process.
+    with open_source(args.input, max_frames=args.max_frames) as opened, (opened if isinstance(opened, CameraSource) else PrefetchedSource(opened).start()) as source:
+        backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
         with FacePipeline(backend, options) as pipeline:
             overlay = create_overlay(args.renderer, pipeline, *source.frame_size)
             sender = _vmc_sender(args)
@@ -123,15 +79,21 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from realtime.sources import Frame
     from realtime.video import face_record
 
+    from export.cache import atomic_write_bytes, atomic_write_text
+    from realtime.outputs import IMAGE_SUFFIXES, Output, check_output_paths
+
     image_path = Path(args.image) if args.image else default_demo_image(getattr(args, "assets", None))
+    output = Path(args.output)
+    records = output.with_suffix(".json")
+    check_output_paths([Output(output, "-o", IMAGE_SUFFIXES), Output(records, "-o (its .json)")], [image_path])
     if not image_path.is_file():
         raise FileNotFoundError(f"image not found: {image_path} (pass an image path)")
     image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot decode image {image_path}")
+        raise ValueError(f"cannot decode image {image_path}: not an image or a corrupt file")
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    backend = create_backend(args.backend, getattr(args, "assets", None))
+    backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
     with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline:
         frame = Frame(image, 0.0, 0)
         result = pipeline.process(frame)
@@ -140,10 +102,11 @@ def run_demo_command(args: argparse.Namespace) -> int:
             annotated = overlay.draw(image, result.faces)
         finally:
             overlay.close()
-    if not cv2.imwrite(str(output), annotated):
-        raise ValueError(f"cannot write {output} (use a .png or .jpg name)")
-    records = output.with_suffix(".json")
-    records.write_text(json.dumps([face_record(frame, face) for face in result.faces]))
+    ok, encoded = cv2.imencode(output.suffix, annotated)
+    if not ok:
+        raise ValueError(f"cannot encode {output} (use a .png or .jpg name)")
+    atomic_write_bytes(output, encoded.tobytes())  # temporary name, then renamed into place
+    atomic_write_text(records, json.dumps([face_record(frame, face) for face in result.faces]))
     print(f"{len(result.faces)} face(s) in {image_path}: wrote {output} and {records}")
     return 0
 
@@ -156,13 +119,19 @@ def run_live_command(args: argparse.Namespace) -> int:
     try:
         from realtime import ui
     except ImportError as error:
-        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install PyQt6 PyOpenGL): {error}") from error
+        raise ImportError(f"the live app needs PyQt6 and PyOpenGL (pip install 'drtn[app]'): {error}") from error
     return int(ui.run_live(args) or 0)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark
-        commands.choices["bench"].set_defaults(pipeline_handler=run_pipeline_bench_command)
+    if "bench" in commands.choices:  # export's `bench --pipeline` runs our benchmark; `--tracking` and `--soak` are ours
+        bench = commands.choices["bench"]
+        bench.add_argument("--tracking", action="store_true", help="tracking benchmark with exact ground truth (realtime.tracking_bench): ours vs the per-frame peer")
+        bench.add_argument("--tiny", action="store_true", help="--tracking: a small quick version (seconds)")
+        bench.add_argument("--data", default=None, help="--tracking: the data folder with the held-out 300W faces (default: data beside the asset folder)")
+        # `bench --soak N`: the memory soak of the whole video path (realtime.soak)
+        bench.add_argument("--soak", type=int, default=None, metavar="N", help="soak: N frames through `video` (looping --source), memory printed")
+        bench.set_defaults(pipeline_handler=run_pipeline_bench_command, handler=_tracking_or_soak_or(bench.get_default("handler")))
     video = commands.add_parser("video", help="process a video file headlessly", description="Track faces in a video file (or an image folder): annotated video + one JSON record per face per frame.")
     video.add_argument("input", help="video file, image folder, or camera index (Ctrl-C ends a camera recording)")
     video.add_argument("-o", "--output", default=None, help="annotated .mp4 to write (default out/<input>_tracked.mp4)")
@@ -188,6 +157,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_pipeline_arguments(live)
     add_live_arguments(live)
     live.set_defaults(handler=run_live_command)
+
+
+def _tracking_or_soak_or(handler):
+    """The bench handler: ``--tracking`` runs :func:`realtime.tracking_bench.run_tracking_bench`, ``--soak N``
+    :func:`realtime.soak.run_soak_command`, else ``handler`` (export's backend benchmark)."""
+
+    def run(args: argparse.Namespace) -> int:
+        if getattr(args, "tracking", False):
+            from realtime.tracking_bench import run_tracking_bench
+
+            return int(run_tracking_bench(args) or 0)
+        if getattr(args, "soak", None) is not None:
+            from realtime.soak import run_soak_command
+
+            return int(run_soak_command(args) or 0)
+        return int(handler(args) or 0)
+
+    return run
 
 
 def run_pipeline_bench_command(args: argparse.Namespace) -> int:

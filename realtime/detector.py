@@ -42,12 +42,16 @@ class DetectorOptions:
         min_face_size_px: detections whose box side (mean of width and height) is smaller are dropped; the
             reconstruction of a face a few pixels wide is noise.
         max_input_side_px: larger frames are shrunk to this longer side before detection (0 = never).
+        tiles: on a frame more than 1.25x larger than ``max_input_side_px``, also detect on 2x2 overlapping
+            tiles (each shrunk to ``max_input_side_px``): small and turned faces the shrunk frame loses are
+            found, for ~5x the cost of one pass; boxes are merged by non-maximum suppression.
     """
 
     model: str = "yunet"
     min_confidence: float = 0.5
     min_face_size_px: float = 12.0
     max_input_side_px: int = 640
+    tiles: bool = False
 
     def __post_init__(self) -> None:
         if self.model not in MODEL_FILES:
@@ -138,6 +142,25 @@ class _BlazeFace:
         self._detector.close()
 
 
+def _non_maximum_suppression(detections: list[Detection], iou_threshold: float) -> list[Detection]:
+    """Keep the best-scoring of boxes overlapping more than ``iou_threshold`` (intersection over the smaller box,
+    so a face cut by a tile border does not survive beside its whole box)."""
+    kept: list[Detection] = []
+    for detection in sorted(detections, key=lambda d: -d.score):
+        a = detection.box_xyxy
+        duplicate = False
+        for other in kept:
+            b = other.box_xyxy
+            inter = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+            smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            if smaller > 0 and inter / smaller > iou_threshold:
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(detection)
+    return kept
+
+
 class FaceDetector:
     """Face detector: ``detect(image_bgr) -> list[Detection]``, best score first.
 
@@ -151,7 +174,11 @@ class FaceDetector:
     def __init__(self, options: DetectorOptions | None = None, assets_dir: str | os.PathLike | None = None):
         self.options = options or DetectorOptions()
         model_path = find_assets(assets_dir, required=(MODEL_FILES[self.options.model],)).path(MODEL_FILES[self.options.model])
-        self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
+        try:
+            self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
+        except (cv2.error, RuntimeError, ValueError) as error:  # a corrupt model file: one line naming it
+            reason = "OpenCV cannot parse it" if isinstance(error, cv2.error) else (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ValueError(f"cannot load the {self.options.model} face detector model {model_path}: corrupt or not a model file ({reason})") from None
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Detect faces.
@@ -167,21 +194,41 @@ class FaceDetector:
         height, width = image.shape[:2]
         if min(height, width) < 8:  # nothing to find, and the resamplers dislike degenerate frames
             return []
-        scale = 1.0
-        shrink = self.options.max_input_side_px / max(height, width)
-        if self.options.max_input_side_px and shrink < 1.0:
-            image = cv2.resize(image, (max(round(width * shrink), 1), max(round(height * shrink), 1)), interpolation=cv2.INTER_AREA)
-            scale = width / image.shape[1]
+        passes = [(0, 0, width, height)]
+        limit = self.options.max_input_side_px
+        if self.options.tiles and limit and max(height, width) > 1.25 * limit:
+            overlap_x, overlap_y = width // 10, height // 10
+            half_w, half_h = width // 2, height // 2
+            for x0, x1 in ((0, half_w + overlap_x), (half_w - overlap_x, width)):
+                for y0, y1 in ((0, half_h + overlap_y), (half_h - overlap_y, height)):
+                    passes.append((x0, y0, x1, y1))
         detections = []
-        for box, score, keypoints in self._impl(np.ascontiguousarray(image)):
-            box = box * scale
+        for x0, y0, x1, y1 in passes:
+            detections += self._detect_region(image, x0, y0, x1, y1)
+        if len(passes) > 1:
+            detections = _non_maximum_suppression(detections, 0.4)
+        detections.sort(key=lambda d: -d.score)
+        return detections
+
+    def _detect_region(self, image: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> list[Detection]:
+        """Detections in ``image[y0:y1, x0:x1]`` (shrunk to ``max_input_side_px``), in full-frame pixels."""
+        height, width = image.shape[:2]
+        region = image[y0:y1, x0:x1]
+        scale = 1.0
+        shrink = self.options.max_input_side_px / max(region.shape[:2])
+        if self.options.max_input_side_px and shrink < 1.0:
+            region = cv2.resize(region, (max(round(region.shape[1] * shrink), 1), max(round(region.shape[0] * shrink), 1)), interpolation=cv2.INTER_AREA)
+            scale = (x1 - x0) / region.shape[1]
+        offset = np.array([x0, y0, x0, y0], np.float64)
+        detections = []
+        for box, score, keypoints in self._impl(np.ascontiguousarray(region)):
+            box = box * scale + offset
             box = np.array([max(box[0], 0.0), max(box[1], 0.0), min(box[2], width - 1.0), min(box[3], height - 1.0)])
             if box[2] <= box[0] or box[3] <= box[1] or score < self.options.min_confidence:
                 continue
             if (box[2] - box[0] + box[3] - box[1]) / 2 < self.options.min_face_size_px:
                 continue
-            detections.append(Detection(box, score, keypoints * scale))
-        detections.sort(key=lambda d: -d.score)
+            detections.append(Detection(box, score, keypoints * scale + offset[:2]))
         return detections
 
     def close(self) -> None:

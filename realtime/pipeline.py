@@ -1,4 +1,4 @@
-"""The per-frame face pipeline: detect -> track/crop -> batched inference -> reconstruct -> smooth.
+"""The per-frame face pipeline: detect -> track/crop -> batched inference -> presence -> smooth -> reconstruct.
 
 ::
 
@@ -19,11 +19,15 @@ Running modes (MediaPipe Tasks style):
 The backend is any object with ``crop_size`` (int) and ``infer(crops_bgr (N, S, S, 3) uint8)`` returning an
 object with ``params`` (N, 62) de-normalised float32 (see ``export.backends``); the pipeline never asks
 which backend it holds. No face gives a :class:`FrameResult` with an empty ``faces`` list, never ``None``.
+Each face carries its presence in this frame (:attr:`FaceResult.presence`); in VIDEO and LIVE_STREAM modes a
+face whose presence is too low is not reported and its track ends (``PipelineOptions.presence_check``).
 """
 from __future__ import annotations
 
 import enum
 import logging
+import math
+import numbers
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from drtn.configs import check_known_keys
 from drtn.crop import crop_image, model_to_image, roi_box_from_detection, roi_box_from_landmarks
 from drtn.morphable import MorphableModel
 from drtn.params import NUM_PARAMS, pose_angles_degrees
@@ -38,12 +43,18 @@ from realtime.detector import DetectorOptions, FaceDetector
 from realtime.smoothing import FaceSmoother, SmoothingOptions
 from realtime.sources import Frame, to_bgr
 from realtime.tracker import FaceTracker, TrackerOptions
-from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 
 STAGES = ("detect", "track_crop", "infer", "reconstruct", "smooth")
 _VERIFY_CROP_SIZE = 192  # the full-range detector's input size: the face fills it when a track is checked
+PRESENCE_TILE = 128  # side of each face's tile in the presence check's mosaic, pixels
+
+
+def _check_timestamp(value, name: str) -> None:
+    """A timestamp must be a finite real number of milliseconds (not a string, bool, NaN or infinity)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number of milliseconds, got {value!r}")
 
 
 class InferenceBackend(Protocol):
@@ -74,6 +85,10 @@ class PipelineOptions:
         compute_dense: reconstruct the 4,096 dense vertices of each face (the mesh overlay needs them).
         compute_blendshapes: fill :attr:`FaceResult.blendshapes` (52 ARKit weights retargeted from the
             expression, ``realtime.blendshapes``; ~0.7 ms per frame, needs the asset folder's ICT model).
+        presence_check: measure each face's presence every frame: YuNet run on the face's own crop (made from
+            this frame's landmarks, all faces of the frame in one mosaic); the score of a face centred in its
+            tile is the presence, 0 when none is found. In VIDEO / LIVE_STREAM mode a track whose presence is
+            under ``tracker.min_presence`` ends in that frame. Off: presence is the detection score.
         result_callback: ``(FrameResult, Frame) -> None``, required in LIVE_STREAM mode, called on the
             worker thread.
     """
@@ -86,6 +101,7 @@ class PipelineOptions:
     refine_new_faces: bool = True
     compute_dense: bool = True
     compute_blendshapes: bool = True
+    presence_check: bool = True
     result_callback: Callable[["FrameResult", Frame], None] | None = None
 
     def __post_init__(self) -> None:
@@ -127,6 +143,8 @@ class FaceResult:
         vertices_image: (4096, 3) float32 dense vertices in image space like ``landmarks_3d`` (triangles:
             ``FacePipeline.dense_triangles``); (0, 3) when ``compute_dense`` is off.
         detection_score: score of the detection that started or last confirmed the track.
+        presence: this frame's face confidence in [0, 1] (see :class:`PipelineOptions`); a track whose
+            presence falls below ``tracker.min_presence`` ends in that frame and is not reported.
         blendshapes: the 52 ARKit blendshape weights in [0, 1] by name (``realtime.blendshapes.ARKIT_NAMES``),
             retargeted from ``params``' expression; None when ``compute_blendshapes`` is off.
     """
@@ -141,6 +159,7 @@ class FaceResult:
     roll: float
     vertices_image: np.ndarray
     detection_score: float = 0.0
+    presence: float = 1.0
     blendshapes: dict[str, float] | None = None
 
 
@@ -169,7 +188,7 @@ class FacePipeline:
         backend: inference backend (``crop_size``, ``infer``); not closed by the pipeline.
         options: pipeline options.
         morphable: a loaded morphable model (default: loaded from ``options.assets_dir``).
-        detector: any object with ``detect(image_bgr) -> list[Detection]`` (default: MediaPipe).
+        detector: any object with ``detect(image_bgr) -> list[Detection]`` (default: a FaceDetector of ``options.detector``: YuNet).
     """
 
     def __init__(self, backend: InferenceBackend, options: PipelineOptions | None = None, morphable: MorphableModel | None = None, detector=None):
@@ -182,6 +201,9 @@ class FacePipeline:
         self.morphable = morphable if morphable is not None else MorphableModel.load(self.options.assets_dir)
         self._owns_detector = detector is None
         self.detector = detector if detector is not None else FaceDetector(self.options.detector, self.options.assets_dir)
+        self._presence_detector = None
+        if self.options.presence_check:  # its own YuNet: a low threshold (scores are the presence), no resizing
+            self._presence_detector = FaceDetector(DetectorOptions(model="yunet", min_confidence=0.05, min_face_size_px=0.0, max_input_side_px=0), self.options.assets_dir)
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = FaceSmoother(self.options.smoothing, self.morphable.stats, self.crop_size)
         self.retargeter = None
@@ -211,20 +233,22 @@ class FacePipeline:
     def process(self, frame: Frame | np.ndarray, timestamp_ms: float | None = None) -> FrameResult:
         """Process one frame synchronously (IMAGE and VIDEO modes).
 
+        Thread-safe: calls from several threads run one at a time; in VIDEO mode a call whose timestamp is not
+        above the last one processed (e.g. it lost the race to another thread) raises ``ValueError``.
+
         Args:
             frame: a :class:`Frame`, or an image: (H, W[, 1|3|4]) uint8, BGR(A) or grayscale.
             timestamp_ms: the image's time when ``frame`` is an array (required in VIDEO mode).
         Raises:
-            ValueError: LIVE_STREAM mode (use :meth:`process_async`), a missing or non-increasing
-                timestamp in VIDEO mode, or an invalid image.
+            ValueError: LIVE_STREAM mode (use :meth:`process_async`), a missing, non-numeric, non-finite or
+                non-increasing timestamp in VIDEO mode, or an invalid image.
         """
         if self.options.running_mode is RunningMode.LIVE_STREAM:
             raise ValueError("FacePipeline.process is for IMAGE and VIDEO modes; in LIVE_STREAM mode use process_async")
         if self._closed:
             raise ValueError("FacePipeline is closed")
-        frame = self._as_frame(frame, timestamp_ms)
-        with self._lock:
-            return self._process_frame(frame)
+        with self._lock:  # the timestamp check and the stateful stages under one lock
+            return self._process_frame(self._as_frame(frame, timestamp_ms))
 
     def process_async(self, frame: Frame | np.ndarray, timestamp_ms: float | None = None) -> None:
         """Queue a frame for the LIVE_STREAM worker; a frame still waiting is replaced (and counted as dropped).
@@ -235,8 +259,8 @@ class FacePipeline:
         """
         if self.options.running_mode is not RunningMode.LIVE_STREAM:
             raise ValueError(f"FacePipeline.process_async is for LIVE_STREAM mode, not {self.options.running_mode.name}")
-        frame = self._as_frame(frame, timestamp_ms)
         with self._condition:
+            frame = self._as_frame(frame, timestamp_ms)  # under the lock: callers on several threads stay ordered
             if self._closed:
                 raise ValueError("FacePipeline is closed")
             if self._worker_error is not None:
@@ -268,6 +292,9 @@ class FacePipeline:
         if self._owns_detector and self.detector is not None:
             self.detector.close()
             self.detector = None
+        if self._presence_detector is not None:
+            self._presence_detector.close()
+            self._presence_detector = None
 
     def __enter__(self) -> "FacePipeline":
         return self
@@ -277,7 +304,10 @@ class FacePipeline:
 
     # ------------------------------------------------------------------------------------------ internals
     def _as_frame(self, frame: Frame | np.ndarray, timestamp_ms: float | None) -> Frame:
+        if timestamp_ms is not None:
+            _check_timestamp(timestamp_ms, "timestamp_ms")
         if isinstance(frame, Frame):
+            _check_timestamp(frame.timestamp_ms, "Frame.timestamp_ms")
             if timestamp_ms is not None and float(timestamp_ms) != frame.timestamp_ms:
                 raise ValueError(f"got a Frame with timestamp_ms={frame.timestamp_ms} and a different timestamp_ms={timestamp_ms}")
             image, timestamp_ms, index = frame.image_bgr, frame.timestamp_ms, frame.index
@@ -329,6 +359,34 @@ class FacePipeline:
                 return True
         return False
 
+    def _presence(self, image: np.ndarray, landmarks_xy: np.ndarray) -> np.ndarray:
+        """(N, 68, 2) this frame's landmarks -> (N,) presence in [0, 1] (see ``PipelineOptions.presence_check``).
+
+        Each face is cropped at ``roi_box_from_landmarks`` (the face fills ~70 % of it) into a
+        :data:`PRESENCE_TILE` tile; the tiles make one mosaic, so one detector pass serves every face.
+        """
+        count = len(landmarks_xy)
+        columns = int(np.ceil(np.sqrt(count)))
+        rows = int(np.ceil(count / columns))
+        tile = PRESENCE_TILE
+        mosaic = np.zeros((rows * tile, columns * tile, 3), np.uint8)
+        boxes = roi_box_from_landmarks(landmarks_xy)
+        for index, box in enumerate(boxes):
+            row, column = divmod(index, columns)
+            mosaic[row * tile : (row + 1) * tile, column * tile : (column + 1) * tile] = crop_image(image, box, tile)
+        presence = np.zeros(count, np.float64)
+        for detection in self._presence_detector.detect(mosaic):
+            center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
+            column, row = int(center[0] // tile), int(center[1] // tile)
+            index = row * columns + column
+            if index >= count:
+                continue
+            offset = center / tile - np.array([column, row]) - 0.5
+            side = (detection.box_xyxy[2] - detection.box_xyxy[0] + detection.box_xyxy[3] - detection.box_xyxy[1]) / 2 / tile
+            if np.all(np.abs(offset) < 0.2) and 0.3 < side < 1.1:  # the face the landmarks claim, not a neighbour
+                presence[index] = max(presence[index], detection.score)
+        return presence
+
     def _landmarks_image(self, params: np.ndarray, roi_boxes: np.ndarray) -> np.ndarray:
         """(N, 62), (N, 4) -> (N, 68, 3) image-space landmarks (x, y, z)."""
         model = self.morphable.landmarks_model(params)
@@ -349,7 +407,12 @@ class FacePipeline:
             tick = time.perf_counter()
             detections = self.detector.detect(image)
             boxes = roi_box_from_detection(np.stack([d.box_xyxy for d in detections])) if detections else np.zeros((0, 4))
-            verify = (lambda track: self._face_in_box(image, track.roi_box)) if not image_mode else None
+            if image_mode:
+                verify = None
+            elif self._presence_detector is not None:  # checked in every frame: a live track is a present face
+                verify = lambda track: track.presence >= self.tracker.options.min_presence  # noqa: E731
+            else:
+                verify = lambda track: self._face_in_box(image, track.roi_box)  # noqa: E731
             self.tracker.apply_detections(boxes, np.array([d.score for d in detections]), verify)
             timings["detect"] = (time.perf_counter() - tick) * 1000
 
@@ -359,6 +422,7 @@ class FacePipeline:
             faces = self._reconstruct_tracks(image, tracks, frame.timestamp_ms, timings, smooth=not image_mode)
         else:
             self.smoother.retain([])
+            self.tracker.update([], np.zeros((0, 68, 2)), (width, height))  # the frame counts (lost ids' memory)
         timings["total"] = (time.perf_counter() - start) * 1000
         return FrameResult(faces, timings, frame.index, frame.timestamp_ms, (width, height))
 
@@ -389,11 +453,19 @@ class FacePipeline:
             landmarks[new_rows] = self._landmarks_image(params[new_rows], refined_boxes)
         track_ids = [t.track_id for t in tracks]
         scores = {t.track_id: t.detection_score for t in tracks}
-        lost = set(self.tracker.update(track_ids, landmarks[:, :, :2], (width, height)))
-        keep = [row for row, track_id in enumerate(track_ids) if track_id not in lost]
+        finite = np.isfinite(landmarks).all(axis=(1, 2))
+        presence = np.array([scores[t] for t in track_ids], np.float64)
+        if self._presence_detector is not None and finite.any():
+            presence[finite] = self._presence(image, landmarks[finite, :, :2])
+            presence[~finite] = 0.0
+        lost = set(self.tracker.update(track_ids, landmarks[:, :, :2], (width, height), presence=None if self.options.running_mode is RunningMode.IMAGE or self._presence_detector is None else presence))
+        absent = set()
+        if self.options.running_mode is not RunningMode.IMAGE and self._presence_detector is not None:
+            absent = {track_id for track_id, value in zip(track_ids, presence) if value < self.tracker.options.min_presence}
+        keep = [row for row, track_id in enumerate(track_ids) if track_id not in lost and track_id not in absent]
         timings["track_crop"] += (time.perf_counter() - tick) * 1000
         track_ids = [track_ids[row] for row in keep]
-        params, roi_boxes = params[keep], roi_boxes[keep]
+        params, roi_boxes, presence = params[keep], roi_boxes[keep], presence[keep]
         if not keep:
             self.smoother.retain([])
             return []
@@ -430,6 +502,7 @@ class FacePipeline:
                 vertices_image=dense[row],
                 detection_score=float(scores[track_id]),
                 blendshapes=blendshapes[row],
+                presence=float(presence[row]),
             )
             for row, track_id in enumerate(track_ids)
         ]

@@ -220,11 +220,13 @@ class CameraSource(FrameSource):
 class ImageFolderSource(FrameSource):
     """The images of a folder (or one image file), in file-name order, as a clip at ``fps``.
 
-    Unreadable files are skipped with a warning.
+    Unreadable (corrupt, empty, not really an image) files are skipped with a warning naming each; the frame
+    size is the first readable image's.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        SourceError: the folder holds no image.
+        SourceError: the folder holds no image, or none of its images can be decoded (the message names the
+            first bad file).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = DEFAULT_FPS, max_frames: int | None = None):
@@ -240,14 +242,26 @@ class ImageFolderSource(FrameSource):
             raise SourceError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {self.path}")
         self.fps = float(fps)
         self.max_frames = max_frames
-        first = self._read(self.files[0])
-        self.frame_size = (first.shape[1], first.shape[0]) if first is not None else (0, 0)
+        self.skipped: list[Path] = []
+        first = None
+        for path in self.files:
+            first = self._read(path)
+            if first is not None:
+                break
+            self.skipped.append(path)
+        if first is None:
+            what = f"image {self.path}" if self.path.is_file() else f"any image in {self.path} ({len(self.files)} tried, first {self.files[0].name})"
+            raise SourceError(f"cannot decode {what}: corrupt or not an image")
+        self.frame_size = (first.shape[1], first.shape[0])
 
     @staticmethod
     def _read(path: Path) -> np.ndarray | None:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        except cv2.error:  # some decoders raise on damaged data instead of returning None
+            image = None
         if image is None or image.size == 0:
-            LOGGER.warning("skipping unreadable image %s", path)
+            LOGGER.warning("skipping unreadable image %s (corrupt or not an image)", path)
             return None
         return image
 
@@ -256,7 +270,7 @@ class ImageFolderSource(FrameSource):
         for path in self.files:
             if self.max_frames is not None and index >= self.max_frames:
                 return
-            image = self._read(path)
+            image = None if path in self.skipped else self._read(path)  # (the bad files before the first were named at open)
             if image is None:
                 continue
             yield Frame(to_bgr(image), timestamp_ms=index * 1000.0 / self.fps, index=index)

@@ -1,19 +1,20 @@
 """Face tracks with stable ids: crop boxes carried from each frame's landmarks to the next.
 
 The tracker holds no model: the pipeline asks it whether to run the detector, hands it detections, crops
-the faces at :attr:`Track.roi_box`, and hands back the landmarks found in those crops. After a detection
-seeds a track, each next crop comes from the previous frame's 68 landmarks (``drtn.crop.roi_box_from_landmarks``,
-as 3DDFA_V2 tracks), so faces keep being tracked through poses the detector misses.
+the faces at :attr:`Track.roi_box`, and hands back the landmarks (and each face's presence) found in those
+crops. After a detection seeds a track, each next crop follows the previous frames' 68 landmarks
+(``drtn.crop.roi_box_from_landmarks`` through an alpha-beta filter predicted one frame ahead, see
+``TrackerOptions.box_gain``), so faces keep being tracked through poses the detector misses.
 
 The detector runs when there is no track, when a track was lost in the previous frame, or every
 ``detect_every_n_frames`` frames; its boxes are matched to tracks by IoU (greedy, highest first), unmatched
-boxes start new tracks (up to ``max_faces``). A track is lost when its landmarks are not finite, its box
-falls under ``min_face_size_px``, jumps in size by more than ``max_scale_change`` in one frame, keeps less
-than ``min_visible_fraction`` of its landmark box inside the image (the face left the frame), when
-``max_missed_detections`` detector runs in a row found no face on it (in the frame or in its own crop), or
-when it duplicates an older track. The network has no confidence output, so a face that vanishes without
-leaving the frame (turned away, occluded) is dropped by the detector check: after at most
-``max_missed_detections * detect_every_n_frames`` frames.
+boxes start new tracks (up to ``max_faces``) or revive a track lost in the last ``id_memory_frames`` frames
+whose predicted box they overlap. A track ends when its face's presence stays under ``min_presence`` for
+``max_absent_frames`` frames (the face is gone: turned away, covered, never a face), its landmarks are not
+finite, its box falls under ``min_face_size_px``, jumps in size by more than ``max_scale_change`` in one
+frame, keeps less than ``min_visible_fraction`` of its landmark box inside the image (the face left the
+frame), ``max_missed_detections`` detector runs in a row found no face on it (when the pipeline checks no
+presence), or it duplicates an older track.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from drtn.crop import roi_box_from_landmarks
 from drtn.configs import check_known_keys
+from drtn.crop import roi_box_from_landmarks
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,16 +46,34 @@ class TrackerOptions:
         min_face_size_px: smallest crop-box side, pixels; smaller tracks are lost, smaller detections ignored.
         min_visible_fraction: least fraction of the landmark bounding box inside the image.
         max_scale_change: largest ratio of a track's box side between two frames.
+        min_presence: a face whose presence (``FacePipeline``'s per-frame check) is under this is not
+            reported in that frame; after ``max_absent_frames`` such frames in a row its track ends (one frame
+            of grace lets a track whose crop lagged a fast face catch up).
+        id_memory_frames: a lost track is remembered this many frames: a new detection on its predicted box
+            (last box moved on at its last velocity) gets its id back (brief occlusions, crossings, blinks of
+            the detector).
+        box_gain, box_gain_speed, box_predict: the next crop box follows the landmark box through an
+            alpha-beta filter of its centre and log side, gain ``min(1, box_gain + box_gain_speed * speed)``
+            (speed in box sides per frame), predicted one frame ahead when ``box_predict``. A crop that does
+            not jump with the landmarks' noise removes most of the output's jitter at its source (a still
+            face in identical frames gets identical crops), and the prediction keeps a moving face centred.
+            ``box_gain=1, box_predict=False``: the crop box of the last landmarks (3DDFA_V2).
     """
 
-    max_faces: int = 4
-    detect_every_n_frames: int = 10
+    max_faces: int = 16
+    detect_every_n_frames: int = 5
     iou_match_threshold: float = 0.3
     duplicate_iou_threshold: float = 0.5
     max_missed_detections: int = 2
     min_face_size_px: float = 20.0
     min_visible_fraction: float = 0.4
     max_scale_change: float = 1.6
+    box_gain: float = 0.5
+    box_gain_speed: float = 10.0
+    box_predict: bool = True
+    min_presence: float = 0.5
+    max_absent_frames: int = 2
+    id_memory_frames: int = 30
 
     def __post_init__(self) -> None:
         checks = (
@@ -66,6 +85,11 @@ class TrackerOptions:
             ("min_face_size_px", self.min_face_size_px >= 0.0, ">= 0"),
             ("min_visible_fraction", 0.0 <= self.min_visible_fraction <= 1.0, "in [0, 1]"),
             ("max_scale_change", self.max_scale_change > 1.0, "> 1"),
+            ("box_gain", 0.0 < self.box_gain <= 1.0, "in (0, 1]"),
+            ("min_presence", 0.0 <= self.min_presence <= 1.0, "in [0, 1]"),
+            ("max_absent_frames", self.max_absent_frames >= 1, ">= 1"),
+            ("id_memory_frames", self.id_memory_frames >= 0, ">= 0"),
+            ("box_gain_speed", self.box_gain_speed >= 0.0, ">= 0"),
         )
         for name, ok, expected in checks:
             if not ok:
@@ -97,6 +121,11 @@ class Track:
     detection_score: float = 0.0
     frames_tracked: int = 0
     missed_detections: int = 0
+    box_state: np.ndarray | None = None  # (3,) filtered centre x, y and log side of the landmark box
+    box_velocity: np.ndarray | None = None  # (3,) per frame
+    presence: float = 1.0  # the last frame's face presence
+    absent_frames: int = 0  # frames in a row with presence under min_presence
+    last_present_box: np.ndarray | None = None  # roi_box after the last frame its face was present
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -123,6 +152,15 @@ def _visible_fraction(landmarks_xy: np.ndarray, width: int, height: int) -> floa
     return float(inside / area)
 
 
+def _predicted_box(track: Track, frames: int) -> np.ndarray:
+    """Where a lost track's box would be ``frames`` frames after its loss, moving on at its last velocity."""
+    box = track.last_present_box if track.last_present_box is not None else track.roi_box
+    if track.box_velocity is None:
+        return box
+    shift = track.box_velocity[:2] * min(frames + track.absent_frames, 10)  # extrapolate a few frames at most
+    return box + np.r_[shift, shift]
+
+
 class FaceTracker:
     """Keeps face tracks and decides when the detector must run (see the module docstring)."""
 
@@ -136,7 +174,8 @@ class FaceTracker:
         self._next_id = 0
         self._frames_since_detection = 0
         self._lost_since_detection = True
-        self._recently_lost: list[Track] = []  # lost since the last detector run: a detection on them revives the id
+        self._recently_lost: list[tuple[Track, int]] = []  # (track, frame lost): a detection on them revives the id
+        self._frame = 0
 
     def needs_detection(self) -> bool:
         """Whether the detector should run on the coming frame."""
@@ -188,44 +227,53 @@ class FaceTracker:
                     dropped.append(track.track_id)
         if dropped:
             LOGGER.debug("tracks %s dropped: no detection on them for %d runs", dropped, self.options.max_missed_detections)
+            self._recently_lost.extend((t, self._frame) for t in self.tracks if t.track_id in dropped)
             self.tracks = [t for t in self.tracks if t.track_id not in dropped]
-        recently_lost, self._recently_lost = self._recently_lost, []
+        memory = self.options.id_memory_frames
+        self._recently_lost = [(t, lost_at) for t, lost_at in self._recently_lost if self._frame - lost_at <= memory]
         for col in np.argsort(-scores):
             if col in matched_detections or len(self.tracks) >= self.options.max_faces:
                 continue
             if self.tracks and box_iou(np.stack([t.roi_box for t in self.tracks]), roi_boxes[col]).max() >= self.options.iou_match_threshold:
                 continue  # a second box on a face already tracked
             track_id = None
-            if recently_lost:
-                # a track lost in the last frames (e.g. its box degenerated) and found again keeps its id
-                iou = box_iou(np.stack([t.roi_box for t in recently_lost]), roi_boxes[col])[:, 0]
+            if self._recently_lost:
+                # a track lost in the last frames (occluded, crossed, its box degenerated) found again keeps its id
+                predicted = np.stack([_predicted_box(t, self._frame - lost_at) for t, lost_at in self._recently_lost])
+                iou = box_iou(predicted, roi_boxes[col])[:, 0]
                 if iou.max() >= self.options.iou_match_threshold:
-                    track_id = recently_lost.pop(int(iou.argmax())).track_id
+                    track_id = self._recently_lost.pop(int(iou.argmax()))[0].track_id
             if track_id is None:
                 track_id, self._next_id = self._next_id, self._next_id + 1
             self.tracks.append(Track(track_id, roi_boxes[col].copy(), from_detection=True, detection_score=float(scores[col])))
         return dropped
 
-    def update(self, track_ids, landmarks_xy: np.ndarray, image_size: tuple[int, int]) -> list[int]:
+    def update(self, track_ids, landmarks_xy: np.ndarray, image_size: tuple[int, int], presence: np.ndarray | None = None) -> list[int]:
         """Take each track's landmarks in this frame; set its next crop box or drop it.
 
         Args:
             track_ids: (N,) ids of the tracks that were cropped this frame.
             landmarks_xy: (N, 68, 2) image pixels.
             image_size: ``(width, height)`` of the frame.
+            presence: (N,) this frame's face presence per track, or None (not checked).
         Returns:
             ids of the tracks lost in this frame (the detector will run on the next one).
         """
         width, height = image_size
-        landmarks_xy = np.asarray(landmarks_xy, dtype=np.float64).reshape(len(track_ids), -1, 2)
+        landmarks_xy = np.asarray(landmarks_xy, dtype=np.float64).reshape(len(track_ids), -1, 2) if len(track_ids) else np.zeros((0, 68, 2))
         by_id = {t.track_id: t for t in self.tracks}
         lost: list[int] = []
-        for track_id, points in zip(track_ids, landmarks_xy):
+        presence = np.ones(len(track_ids)) if presence is None else np.asarray(presence, dtype=np.float64).reshape(-1)
+        for track_id, points, present in zip(track_ids, landmarks_xy, presence):
             track = by_id.get(int(track_id))
             if track is None:
                 raise ValueError(f"FaceTracker.update: unknown track id {track_id}")
             reason = None
-            if not np.isfinite(points).all():
+            track.presence = float(present)
+            track.absent_frames = track.absent_frames + 1 if present < self.options.min_presence else 0
+            if track.absent_frames >= self.options.max_absent_frames:
+                reason = f"presence under {self.options.min_presence} for {track.absent_frames} frames"
+            elif not np.isfinite(points).all():
                 reason = "landmarks not finite"
             else:
                 box = roi_box_from_landmarks(points)
@@ -242,16 +290,43 @@ class FaceTracker:
                 LOGGER.debug("track %d lost: %s", track.track_id, reason)
                 lost.append(track.track_id)
                 continue
-            track.roi_box = box
+            track.roi_box = self._next_box(track, box)
+            if track.absent_frames == 0:
+                track.last_present_box = track.roi_box.copy()
             track.from_detection = False
             track.frames_tracked += 1
         lost.extend(self._drop_duplicates(exclude=lost))
         if lost:
-            self._recently_lost.extend(t for t in self.tracks if t.track_id in lost)
+            self._recently_lost.extend((t, self._frame) for t in self.tracks if t.track_id in lost)
             self.tracks = [t for t in self.tracks if t.track_id not in lost]
             self._lost_since_detection = True
         self._frames_since_detection += 1
+        self._frame += 1
         return lost
+
+    def _next_box(self, track: Track, box: np.ndarray) -> np.ndarray:
+        """The crop box of the next frame from this frame's landmark box (see ``TrackerOptions.box_gain``)."""
+        measured = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, np.log(box[2] - box[0])])
+        options = self.options
+        if track.box_state is None or track.from_detection:
+            state, velocity = measured, np.zeros(3)
+        else:
+            side = np.exp(track.box_state[2])
+            speed = float(np.hypot(*track.box_velocity[:2]) / side)  # box sides per frame
+            gain = min(1.0, options.box_gain + options.box_gain_speed * speed)
+            if track.frames_tracked < 2:  # a young track: its velocity is not known yet
+                gain = 1.0
+            if options.box_predict:
+                predicted = track.box_state + track.box_velocity
+                residual = measured - predicted
+                state = predicted + gain * residual
+                velocity = track.box_velocity + gain * gain / (2.0 - gain) * residual
+            else:
+                state, velocity = track.box_state + gain * (measured - track.box_state), np.zeros(3)
+        track.box_state, track.box_velocity = state, velocity
+        center_x, center_y, log_side = state + velocity if options.box_predict else state
+        half = np.exp(log_side) / 2
+        return np.array([center_x - half, center_y - half, center_x + half, center_y + half])
 
     def _drop_duplicates(self, exclude: list[int]) -> list[int]:
         """Tracks that converged on the same face as an older track."""

@@ -1,15 +1,23 @@
 """Headless processing: a video (or image folder) in, an annotated video and per-face JSON records out.
 
-``main.py video IN -o OUT.mp4 --records OUT.jsonl`` calls :func:`run_video`. The video is written with
-OpenCV's ``mp4v`` encoder and released in a ``finally`` block, and the records are flushed after every frame,
-so Ctrl-C (or SIGTERM, or a crash) mid-file leaves a playable video of the frames done and a JSONL file whose
-every line is a complete record. Ctrl-C and SIGTERM let the current frame finish first, so the video and the
-records hold the same frames (a second Ctrl-C stops at once). A hard kill (SIGKILL) cannot be caught: the mp4
-index is then missing.
+``main.py video IN -o OUT.mp4 --records OUT.jsonl`` calls :func:`process_video`. Nothing a user has is lost
+or destroyed (see ``docs/realtime.md``, "Safety"):
+
+- every output path is checked before anything is opened (:func:`realtime.outputs.check_output_paths`: not
+  an input, not another output, writable, a video extension, enough free space);
+- the outputs are written as ``OUT.partial.mp4`` / ``OUT.partial.jsonl`` and renamed into place when the job
+  ends or is stopped (Ctrl-C, SIGTERM, SIGHUP), so an existing ``OUT.mp4`` stays intact until then;
+- the video is a fragmented H.264 MP4 (:mod:`realtime.writer`) and each frame's records are written in one
+  piece and flushed, so a hard kill (SIGKILL, power cut) leaves ``OUT.partial.mp4`` playable up to its last
+  second and ``OUT.partial.jsonl`` with only whole lines;
+- a write error (a full disk) stops the job at that frame with one line naming the file; the last records
+  line is never cut (the file is truncated back to the last whole frame) and the partial files are kept;
+- Ctrl-C, SIGTERM and SIGHUP let the current frame finish (video and records hold the same frames), then
+  raise :class:`StopRequested` (exit status 128 + signal: 130, 143, 129); a second signal stops at once.
 
 One JSON record per face per frame::
 
-    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93,
+    {"frame_index": 12, "timestamp_ms": 480.0, "track_id": 0, "detection_score": 0.93, "presence": 0.91,
      "roi_box": [x0, y0, x1, y1], "pose": {"yaw": 10.2, "pitch": -3.1, "roll": 0.4},
      "landmarks_2d": [[x, y], ... 68], "landmarks_3d": [[x, y, z], ... 68], "params": [... 62],
      "blendshapes": {"browDownLeft": 0.0, ... 52 ARKit names}}
@@ -20,8 +28,10 @@ pipeline computes none.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -32,12 +42,26 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.outputs import MIN_FREE_BYTES, VIDEO_SUFFIXES, RECORDS_SUFFIXES, Output, check_output_paths, partial_path
 from realtime.pipeline import FacePipeline, FaceResult
-from realtime.sources import Frame, FrameSource
+from realtime.sources import Frame, FrameSource, SourceError
+from realtime.writer import VideoWriteError, open_video_writer
 
 LOGGER = logging.getLogger(__name__)
 
-FOURCC = "mp4v"
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class StopRequested(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP during processing; ``signum`` is the signal (exit status ``128 + signum``)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = int(signum)
+
+
+class OutputWriteError(RuntimeError):
+    """An output could not be written (e.g. the disk is full); the message names the file and what was kept."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,7 @@ class VideoSummary:
         output_path, records_path: the files (``records_path`` None when not asked for).
         playable: the written video opens and decodes a frame (checked after closing it).
         seconds: wall time.
+        writer: the video writer used (``pyav-h264`` or ``opencv-mp4v``).
     """
 
     frames: int
@@ -58,6 +83,7 @@ class VideoSummary:
     records_path: Path | None
     playable: bool
     seconds: float
+    writer: str = ""
 
 
 def face_record(frame: Frame, face: FaceResult) -> dict:
@@ -67,6 +93,7 @@ def face_record(frame: Frame, face: FaceResult) -> dict:
         "timestamp_ms": round(float(frame.timestamp_ms), 3),
         "track_id": int(face.track_id),
         "detection_score": round(float(face.detection_score), 4),
+        "presence": round(float(face.presence), 4),
         "roi_box": np.round(np.asarray(face.roi_box, dtype=np.float64), 2).tolist(),
         "pose": {"yaw": round(face.yaw, 3), "pitch": round(face.pitch, 3), "roll": round(face.roll, 3)},
         "landmarks_2d": np.round(face.landmarks_2d.astype(np.float64), 2).tolist(),
@@ -85,21 +112,88 @@ def check_playable(path: str | Path) -> bool:
         capture.release()
 
 
+def check_playable(path: str | Path) -> bool:
+    """Whether OpenCV can open ``path`` and decode its first frame."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return bool(capture.isOpened() and capture.read()[0])
+    finally:
+        capture.release()
+
+
+class RecordsWriter:
+    """A JSONL file written one frame at a time: each frame's lines go out in one write and are flushed, and a
+    failed write is cut back to the last whole frame, so the file never holds a partial line.
+
+    Raises (from :meth:`write_frame`):
+        OutputWriteError: the write failed (full disk...), naming the file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._handle = open(self.path, "w", encoding="utf-8")
+        except OSError as error:
+            raise OutputWriteError(f"cannot create records file {self.path}: {error.strerror or error}") from error
+        self._good_bytes = 0
+        self.records = 0
+
+    def write_frame(self, records: list[dict]) -> None:
+        if not records:
+            return
+        data = "".join(json.dumps(record) + "\n" for record in records)
+        try:
+            self._handle.write(data)
+            self._handle.flush()  # on disk (page cache) now: survives the process being killed
+        except OSError as error:
+            self._cut_back()
+            reason = "no space left on the device (disk full)" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+            raise OutputWriteError(f"cannot write records to {self.path}: {reason}") from error
+        self._good_bytes = self._handle.tell()
+        self.records += len(records)
+
+    def _cut_back(self) -> None:
+        """Drop whatever part of the failed frame reached the file (buffered data is discarded, not retried)."""
+        try:
+            os.ftruncate(self._handle.fileno(), self._good_bytes)
+        except OSError:
+            LOGGER.warning("could not truncate %s back to its last whole line", self.path)
+        handle, self._handle = self._handle, None
+        try:
+            handle.close()
+        except OSError:
+            pass  # the buffer it tries to flush is the failed frame: dropped
+        try:
+            os.truncate(self.path, self._good_bytes)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self._handle is None:
+            return
+        handle, self._handle = self._handle, None
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+        finally:
+            handle.close()
+
+
 class _StopAtFrameEnd:
-    """Ctrl-C / SIGTERM during processing: finish the current frame (video and records stay in step), then
-    stop with KeyboardInterrupt. A second signal interrupts at once."""
+    """Ctrl-C / SIGTERM / SIGHUP during processing: finish the current frame (video and records stay in step),
+    then stop with :class:`StopRequested`. A second signal interrupts at once."""
 
     def __init__(self):
         self.requested: int | None = None
 
     def __call__(self, signum, stack):
         if self.requested is not None:
-            raise KeyboardInterrupt(f"signal {signum}")
+            raise StopRequested(signum)
         self.requested = signum
 
     def check(self) -> None:
         if self.requested is not None:
-            raise KeyboardInterrupt(f"signal {self.requested}")
+            raise StopRequested(self.requested)
 
 
 @contextmanager
@@ -109,7 +203,7 @@ def _signals_stop_at_frame_end():
         yield stop
         return
     previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # keep "ignore" (e.g. nohup) as it is
             previous[signum] = signal.signal(signum, stop)
     try:
@@ -119,6 +213,14 @@ def _signals_stop_at_frame_end():
             signal.signal(signum, handler)
 
 
+def video_outputs(output_path: str | Path, records_path: str | Path | None) -> list[Output]:
+    """The outputs of :func:`process_video`, for :func:`realtime.outputs.check_output_paths`."""
+    outputs = [Output(Path(output_path), "-o", VIDEO_SUFFIXES)]
+    if records_path is not None:
+        outputs.append(Output(Path(records_path), "--records", RECORDS_SUFFIXES))
+    return outputs
+
+
 def process_video(
     source: FrameSource,
     pipeline: FacePipeline,
@@ -126,61 +228,115 @@ def process_video(
     records_path: str | Path | None = None,
     overlay=None,
     progress: bool = True,
+    min_free_bytes: int = MIN_FREE_BYTES,
+    writer_backend: str = "auto",
 ) -> VideoSummary:
-    """Run ``pipeline`` over ``source``, writing the annotated video and the records.
+    """Run ``pipeline`` over ``source``, writing the annotated video and the records (see the module docstring).
 
     Args:
-        source: an open frame source (its ``fps`` and ``frame_size`` set the output's).
+        source: an open frame source (its ``fps`` and ``frame_size`` set the output's; its ``path``, when it
+            has one, may not be an output).
         pipeline: a VIDEO-mode pipeline.
         output_path: the ``.mp4`` to write (parent folders are created).
         records_path: the ``.jsonl`` to write, or ``None``.
         overlay: an :mod:`realtime.overlay` drawer; ``None`` writes the frames unannotated.
         progress: show a tqdm progress bar.
+        min_free_bytes: refuse to start with less free space on an output's disk.
+        writer_backend: :class:`realtime.writer.VideoWriter` backend (``auto``, ``pyav``, ``opencv``).
     Returns:
-        a :class:`VideoSummary`; on an exception or interrupt the files are closed first and the exception
-        propagates (the partial outputs stay valid).
+        a :class:`VideoSummary`.
+    Raises:
+        realtime.outputs.OutputPathError: an output path is refused (nothing was opened).
+        StopRequested: Ctrl-C / SIGTERM / SIGHUP; the outputs were completed and moved into place first.
+        OutputWriteError: a write failed (full disk); the partial files are kept and named in the message.
+        SourceError: no frame could be read.
+        Any other error propagates with the partial files kept (``*.partial.*``).
     """
     from tqdm import tqdm
 
     output_path = Path(output_path)
     records_path = Path(records_path) if records_path is not None else None
+    check_output_paths(video_outputs(output_path, records_path), [getattr(source, "path", None)], min_free_bytes)
+    width, height = (int(v) for v in source.frame_size)
+    if width < 1 or height < 1:
+        raise SourceError(f"{source.description or 'the source'}: no readable frame (size {width}x{height})")
+    video_partial = partial_path(output_path)
+    records_partial = partial_path(records_path) if records_path is not None else None
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = source.frame_size
-    writer = cv2.VideoWriter(str(output_path), cv2.VideoWriter_fourcc(*FOURCC), float(source.fps), (int(width), int(height)))
-    if not writer.isOpened():
-        raise RuntimeError(f"cannot write video {output_path} ({FOURCC}, {width}x{height} at {source.fps} fps)")
+    if records_path is not None:
+        records_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        writer = open_video_writer(video_partial, source.fps, (width, height), writer_backend)
+    except VideoWriteError as error:
+        raise OutputWriteError(str(error)) from error
     records = None
-    frames = face_records = 0
+    frames = 0
     start = time.perf_counter()
     total = getattr(source, "claimed_frame_count", None) or None
     if getattr(source, "max_frames", None):
         total = min(total or source.max_frames, source.max_frames)
+    failure: BaseException | None = None
+    finished = False  # True: move the outputs into place; False: keep the partial files
     try:
-        if records_path is not None:
-            records_path.parent.mkdir(parents=True, exist_ok=True)
-            records = open(records_path, "w", encoding="utf-8")
+        if records_partial is not None:
+            records = RecordsWriter(records_partial)
         with _signals_stop_at_frame_end() as stop, tqdm(total=total, unit="frame", disable=not progress, desc=output_path.name) as bar:
-            for frame in source:
+            try:
+                for frame in source:
+                    stop.check()
+                    result = pipeline.process(frame)
+                    image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
+                    if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
+                        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                    try:
+                        writer.write(image)
+                        frames += 1
+                        if records is not None:
+                            records.write_frame([face_record(frame, face) for face in result.faces])
+                    except (VideoWriteError, OutputWriteError) as error:
+                        kept = " and ".join(str(p) for p in (video_partial, records_partial) if p is not None)
+                        raise OutputWriteError(f"{error}; stopped after {frames} frames, kept in {kept}") from error
+                    try:
+                        bar.update(1)
+                    except OSError:  # the terminal went away (SIGHUP): keep working without a bar
+                        bar.disable = True
                 stop.check()
-                result = pipeline.process(frame)
-                image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
-                if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
-                    image = cv2.resize(image, (int(width), int(height)), interpolation=cv2.INTER_AREA)
-                writer.write(image)
-                frames += 1
-                if records is not None:
-                    for face in result.faces:
-                        records.write(json.dumps(face_record(frame, face)) + "\n")
-                        face_records += 1
-                    records.flush()  # every line on disk is a whole record, whatever happens next
-                bar.update(1)
+                finished = True
+            except KeyboardInterrupt:  # StopRequested, or Ctrl-C off the main thread
+                finished = True  # the user's choice: the frames done are the result
+                raise
+    except BaseException as error:
+        failure = error
+        raise
     finally:
-        writer.release()
-        if records is not None:
-            records.close()
-        playable = frames > 0 and check_playable(output_path)
-        if frames and not playable:
-            LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
-        else:
-            LOGGER.info("wrote %d frames to %s%s", frames, output_path, f" and {face_records} records to {records_path}" if records_path else "")
-    return VideoSummary(frames, face_records, output_path, records_path, playable, time.perf_counter() - start)
+        close_errors = []
+        for closable in (writer, records):
+            if closable is None:
+                continue
+            try:
+                closable.close()
+            except (OSError, OutputWriteError) as error:
+                close_errors.append(error)
+                finished = False
+        if frames == 0:
+            for path in (video_partial, records_partial):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+        elif finished:
+            os.replace(video_partial, output_path)
+            if records_partial is not None:
+                os.replace(records_partial, records_path)
+        elif not isinstance(failure, OutputWriteError):  # (an OutputWriteError names the kept files itself)
+            kept = " and ".join(str(p) for p in (video_partial, records_partial) if p is not None and p.exists())
+            LOGGER.warning("stopped after %d frames; the frames done are kept in %s", frames, kept)
+    if close_errors:
+        raise OutputWriteError(f"{close_errors[0]}; the frames done are kept in {video_partial}")
+    if frames == 0:
+        raise SourceError(f"{source.description or 'the source'}: no frame could be read; nothing written")
+    playable = check_playable(output_path)
+    if not playable:
+        LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
+    else:
+        LOGGER.debug("wrote %d frames to %s (%s)%s", frames, output_path, writer.backend, f" and {records.records} records to {records_path}" if records is not None else "")
+    face_records = records.records if records is not None else 0
+    return VideoSummary(frames, face_records, output_path, records_path, playable, time.perf_counter() - start, writer.backend)

@@ -9,6 +9,18 @@ from pathlib import Path
 LOGGER = logging.getLogger("training")
 
 
+def config_path(text: str) -> Path:
+    """A ``--config`` file, or a config shipped with the package by name (``shipped_rt``, ``shipped_rt.json`` or
+    ``training/configs/shipped_rt.json`` work outside the source tree too, after ``pip install``)."""
+    path = Path(text)
+    if path.is_file():
+        return path
+    packaged = Path(__file__).resolve().parent / "configs" / (path.name if path.suffix else f"{path.name}.json")
+    if packaged.is_file():
+        return packaged
+    raise FileNotFoundError(f"--config: no file {text} (shipped configs: {', '.join(sorted(p.stem for p in packaged.parent.glob('*.json')))})")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="fit labels, build the corpus, train a DRTN model (resumable)")
     train.add_argument("--data", default="../shared/data", help="landmark corpus folder (300w/, youtube_faces_68/, infanface/)")
@@ -54,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _assets(args):
-    from drtn.assets import TEACHER_FILE, BFM_FILES, find_assets
+    from drtn.assets import BFM_FILES, TEACHER_FILE, find_assets
 
     return find_assets(args.assets, BFM_FILES + (TEACHER_FILE,))
 
@@ -117,7 +129,7 @@ def run_train(args) -> int:
         return 0
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
-    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    values = json.loads(config_path(args.config).read_text()) if args.config else {}
     overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
                  "max_steps": args.max_steps, "threads": args.threads}
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -144,7 +156,7 @@ def run_ablation_command(args) -> int:
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     corpus = prepare_corpus(args, assets, morphable)
-    values = json.loads(Path(args.config).read_text()) if args.config else {}
+    values = json.loads(config_path(args.config).read_text()) if args.config else {}
     values.update({"epochs": args.epochs, "max_steps": args.max_steps or 0})
     values.pop("model", None)
     base = TrainConfig.from_dict(values)

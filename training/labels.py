@@ -20,7 +20,8 @@ import torch
 from tqdm import tqdm
 
 from drtn import crop
-from drtn.morphable import MorphableModel, TorchMorphable
+from drtn.morphable import MorphableModel
+from drtn.morphable_torch import TorchMorphable
 from drtn.params import compose_pose, decompose_pose
 from training.datasets import FLIP_68, LandmarkSample
 from training.teacher import Predictor

@@ -23,15 +23,14 @@ import torch
 from tqdm import tqdm
 
 from drtn import crop
+from drtn.configs import check_known_keys
 from drtn.losses import DRTNLoss
 from drtn.metrics import nme_2d
 from drtn.model import create_model, save_checkpoint
-from drtn.model.io import read_checkpoint
-from drtn.model.io import load_state_dict_strict
+from drtn.model.io import load_state_dict_strict, read_checkpoint
 from drtn.morphable import MorphableModel
 from training.augment import AugmentConfig, make_batch
 from training.corpus import Corpus
-from drtn.configs import check_known_keys
 
 LOGGER = logging.getLogger(__name__)
 

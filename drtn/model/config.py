@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
+
 from drtn.configs import check_known_keys
 
 ATTRIBUTES = ("id", "exp", "pose")

@@ -92,7 +92,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file, not a DRTN checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch.load raises anything on foreign bytes; say which file, in one line
+        lines = str(error).strip().splitlines()
+        useful = lines and "weights_only" not in lines[0]  # torch's advice to unpickle untrusted bytes: not given
+        reason = f"{type(error).__name__}: {lines[0][:160]}" if useful else type(error).__name__
+        raise ValueError(f"{path}: cannot read the checkpoint, corrupt or not a torch.save file ({reason})") from None
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in RESERVED_KEYS):
         found = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise ValueError(f"{path}: not a DRTN checkpoint (expected keys {list(RESERVED_KEYS)}, found {found})")
@@ -132,6 +140,8 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         RuntimeError: the state dict does not match the config (message names the file and the keys).
     """
     checkpoint = read_checkpoint(path, map_location)
+    if not isinstance(checkpoint["config"], Mapping) or not isinstance(checkpoint["state_dict"], Mapping):
+        raise ValueError(f"{path}: not a DRTN checkpoint (its config or state_dict is not a mapping)")
     config = DRTNConfig.from_dict(checkpoint["config"])
     model = DRTN(config)
     load_state_dict_strict(model, checkpoint["state_dict"], str(path))

@@ -9,6 +9,7 @@ peer on ONNX Runtime). Each module imports its heavy package only when that back
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from export.backends.base import (
     preprocess_crops,
     validate_crops,
 )
+
+LOGGER = logging.getLogger(__name__)
 
 BACKEND_KINDS = ("onnxruntime", "torch", "tensorrt", "teacher")
 
@@ -40,9 +43,40 @@ __all__ = [
 
 
 def _is_checkpoint(path: Path) -> bool:
-    from export.onnx_export import CHECKPOINT_SUFFIXES
+    from export.contract import CHECKPOINT_SUFFIXES
 
     return path.suffix.lower() in CHECKPOINT_SUFFIXES
+
+
+def bundled_onnx(cache_dir: Path | None = None, assets=None) -> Path:
+    """The ONNX export of the bundled checkpoint: ``drtn/weights/drtn_rt.onnx`` when it records that checkpoint's
+    SHA-256 (read with ONNX Runtime only: no torch, no onnx package), else an export into the user cache (torch).
+
+    Raises:
+        ImportError: the shipped ONNX is missing or stale and torch (the ``[train]`` extra) is not installed.
+    """
+    from export.contract import bundled_checkpoint_path, bundled_onnx_path, sha256_file
+
+    shipped, checkpoint = bundled_onnx_path(), bundled_checkpoint_path()
+    reason = f"{shipped} is missing"
+    if shipped.is_file():
+        import onnxruntime as ort
+
+        reason = f"{shipped} records no source checkpoint"
+        try:
+            recorded = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map.get("source_checkpoint_sha256")
+        except Exception as error:  # noqa: BLE001 - a corrupt file is re-exported like a stale one
+            recorded, reason = None, f"{shipped} is unreadable ({error})"
+        if not checkpoint.is_file() or recorded == sha256_file(checkpoint):
+            return shipped
+        if recorded is not None:
+            reason = f"{shipped} was exported from another checkpoint than {checkpoint.name}"
+    LOGGER.warning("%s; exporting the bundled checkpoint to the user cache (regenerate it with `drtn export -o %s`)", reason, shipped)
+    try:
+        from export.onnx_export import ensure_onnx
+    except ImportError as error:
+        raise ImportError(f"{reason}, and exporting {checkpoint.name} needs torch (pip install 'drtn[train]'): {error}") from error
+    return ensure_onnx(None, assets=assets, cache_dir=cache_dir / "onnx" if cache_dir else None)
 
 
 def create_backend(
@@ -61,8 +95,10 @@ def create_backend(
 
     Args:
         kind: one of :data:`BACKEND_KINDS`.
-        model_path: ``.onnx`` export or ``.pt`` checkpoint; ``None`` = the bundled default weights (exported once
-            to the user cache for ``onnxruntime`` / ``tensorrt``). For ``teacher``: another teacher ONNX file.
+        model_path: ``.onnx`` export or ``.pt`` checkpoint; ``None`` = the bundled default weights (for
+            ``onnxruntime`` / ``tensorrt`` their shipped export ``drtn/weights/drtn_rt.onnx``, see
+            :func:`bundled_onnx`; a checkpoint is exported once to the user cache). For ``teacher``: another
+            teacher ONNX file.
         threads: CPU threads (ONNX Runtime intra-op, or torch); ignored by ``tensorrt``.
         assets: asset folder (``--assets`` / ``DRTN_ASSETS``): parameter statistics, the teacher.
         max_batch / opt_batch / precision: TensorRT engine profile and precision.
@@ -95,7 +131,22 @@ def create_backend(
 
         import_tensorrt()
 
-    if path is None or _is_checkpoint(path):
+    if path is None and kind == "onnxruntime":  # the shipped export, if current: one session, no export
+        from export.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from export.contract import bundled_checkpoint_path, bundled_onnx_path, sha256_file
+
+        shipped, checkpoint = bundled_onnx_path(), bundled_checkpoint_path()
+        try:
+            backend = OnnxRuntimeBackend(shipped, threads=threads)
+        except (ValueError, FileNotFoundError):
+            backend = None  # bundled_onnx() says why and exports
+        if backend is not None:
+            if not checkpoint.is_file() or backend.info.metadata.get("source_checkpoint_sha256") == sha256_file(checkpoint):
+                return backend
+            backend.close()
+    if path is None:
+        path = bundled_onnx(cache_root, assets)
+    elif _is_checkpoint(path):
         from export.onnx_export import ensure_onnx
 
         path = ensure_onnx(path, assets=assets, cache_dir=cache_root / "onnx" if cache_root else None)

@@ -7,16 +7,21 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from drtn.params import ParamStats
 from export.backends.base import CHANNEL_ORDER, PIXEL_MEAN, PIXEL_SCALE, Backend
+from export.contract import check_model_file, inspect_session
 
 LOGGER = logging.getLogger(__name__)
 
 
-def _session(model: onnx.ModelProto | str, threads: int, providers: list[str] | None):
+def _is_model_proto(model) -> bool:
+    """An in-memory ``onnx.ModelProto`` (checked without importing onnx: file paths need no onnx package)."""
+    return hasattr(model, "SerializeToString") and hasattr(model, "graph")
+
+
+def _session(model, threads: int, providers: list[str] | None):
+    """An ONNX Runtime CPU session over a ``ModelProto``, serialized bytes or a file path."""
     import onnxruntime as ort
 
     if threads < 1:
@@ -27,15 +32,25 @@ def _session(model: onnx.ModelProto | str, threads: int, providers: list[str] | 
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only; warnings about unused initializers are noise
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
-    return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+    if _is_model_proto(model):
+        source = model.SerializeToString()
+    elif isinstance(model, bytes):
+        source = model
+    else:
+        source = str(check_model_file(model))
+    try:
+        return ort.InferenceSession(source, options, providers=providers or ["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime's InvalidProtobuf / Fail / InvalidGraph
+        if isinstance(source, str):
+            raise ValueError(f"{source}: not a readable ONNX model (truncated or corrupt?): {error}") from None
+        raise
 
 
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime over a model that fits the ONNX contract (see :mod:`export.onnx_export`).
 
     Args:
-        model: ``.onnx`` path (or a loaded ``ModelProto``) mapping (N, 3, S, S) float32 to (N, 62).
+        model: ``.onnx`` path (or a loaded ``onnx.ModelProto``) mapping (N, 3, S, S) float32 to (N, 62).
         threads: ONNX Runtime intra-op threads.
         providers: execution providers; default ``["CPUExecutionProvider"]``.
         denormalize: statistics for a model whose output is *normalised* (the teacher); ``None`` requires a
@@ -51,7 +66,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(
         self,
-        model: str | os.PathLike | onnx.ModelProto,
+        model,
         *,
         threads: int = 2,
         providers: list[str] | None = None,
@@ -59,17 +74,16 @@ class OnnxRuntimeBackend(Backend):
         name: str | None = None,
         source_name: str | None = None,
     ):
-        from export.onnx_export import inspect_onnx, load_onnx_model
-
-        proto = model if isinstance(model, onnx.ModelProto) else load_onnx_model(model)
-        label = source_name or ("<onnx model>" if isinstance(model, onnx.ModelProto) else str(model))
-        self.info = inspect_onnx(proto, name=label)
+        in_memory = _is_model_proto(model)
+        label = source_name or ("<onnx model>" if in_memory else str(model))
+        session = _session(model, threads, providers)
+        self.info = inspect_session(session, label)
         self._check_metadata(self.info, denormalize is not None)
         self.name = name or self.name
         self.threads = threads
         self._stats = denormalize
-        self._session = _session(proto, threads, providers)
-        self.model_path = None if isinstance(model, onnx.ModelProto) else Path(model)
+        self._session = session
+        self.model_path = None if in_memory else Path(model)
 
     @staticmethod
     def _check_metadata(info, output_normalized: bool) -> None:
@@ -113,13 +127,16 @@ class OnnxRuntimeBackend(Backend):
 
 
 # ---------------------------------------------------------------------------------------------- teacher
-def make_batch_dynamic(model: onnx.ModelProto) -> onnx.ModelProto | None:
+def make_batch_dynamic(model):
     """Copy of a fixed-batch model with a dynamic batch axis, or ``None`` if the graph does not allow it.
 
     The 3DDFA_V2 teacher is exported for batch 1: its input and output say 1, and its one Reshape flattens to the
     constant shape ``[1, -1]``. Setting the I/O batch to a symbol and that leading 1 to 0 (ONNX: copy the input's
     dimension) makes it batch-agnostic. Callers must verify the result numerically (:class:`TeacherBackend` does).
     """
+    import onnx
+    from onnx import numpy_helper
+
     edited = copy.deepcopy(model)
     graph = edited.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -165,7 +182,7 @@ class TeacherBackend(OnnxRuntimeBackend):
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, assets=None, threads: int = 2, providers: list[str] | None = None):
         from drtn.assets import TEACHER_FILE, Assets, find_assets
-        from export.onnx_export import STATS_FILE, inspect_onnx, load_onnx_model
+        from export.contract import STATS_FILE, inspect_onnx, load_onnx_model
 
         if not isinstance(assets, Assets):
             assets = find_assets(assets, required=(STATS_FILE,) + (() if model_path else (TEACHER_FILE,)))
@@ -183,7 +200,7 @@ class TeacherBackend(OnnxRuntimeBackend):
         self.model_path = path
 
     @staticmethod
-    def _same_as_single(dynamic: onnx.ModelProto, original: onnx.ModelProto, threads: int) -> bool:
+    def _same_as_single(dynamic, original, threads: int) -> bool:
         """Run a batch of 3 through the edited graph and each item through the original: same numbers?"""
         size = original.graph.input[0].type.tensor_type.shape.dim[2].dim_value
         images = np.random.default_rng(0).standard_normal((3, 3, size, size)).astype(np.float32)

@@ -27,6 +27,7 @@ import numpy as np
 
 from export.backends.base import Backend, BackendUnavailableError
 from export.engine_cache import BatchProfile, EngineCache, EngineKey
+from export.fp16 import engine_onnx_bytes
 
 LOGGER = logging.getLogger(__name__)
 
@@ -79,23 +80,6 @@ def _major_version(trt) -> int:
 
 def _logger(trt):
     return trt.Logger(trt.Logger.WARNING)
-
-
-def engine_onnx_bytes(onnx_path: str | os.PathLike, precision: str) -> bytes:
-    """The exact ONNX bytes TensorRT builds from: the FP32 export itself, or its mixed-precision FP16 variant.
-
-    Precision lives in the graph (strong typing, the only mode of TensorRT 11): see :mod:`export.fp16`.
-    Serialization is deterministic, so the SHA-256 of these bytes is a stable cache key.
-    """
-    from export.fp16 import convert_to_mixed_fp16
-    from export.onnx_export import DENORMALIZE_NODE_PREFIX, load_onnx_model
-
-    if precision not in ("fp16", "fp32"):
-        raise ValueError(f"precision: expected 'fp16' or 'fp32', got {precision!r}")
-    model = load_onnx_model(onnx_path)
-    if precision == "fp16":
-        model = convert_to_mixed_fp16(model, fp32_node_prefixes=(DENORMALIZE_NODE_PREFIX,))
-    return model.SerializeToString(deterministic=True)
 
 
 def build_engine(
@@ -176,7 +160,7 @@ class TensorRTBackend(Backend):
         workspace_mb: int = DEFAULT_WORKSPACE_MB,
     ):
         from export.cache import sha256_bytes
-        from export.onnx_export import inspect_onnx
+        from export.contract import inspect_onnx
 
         self.profile = BatchProfile.create(max_batch, opt_batch)  # validate options before touching the GPU
         self.info = inspect_onnx(onnx_path)

@@ -36,6 +36,7 @@ class LiveOptions:
             ``screenshot`` with its sidecar (display / processing FPS, drops, time to first frame) and quit.
         pipeline: :class:`realtime.pipeline.PipelineOptions` (detector, tracker, smoothing settings); None:
             the defaults. Its running mode and smoothing on/off are set by the app.
+        model: ``--model``: an .onnx export or .pt checkpoint for the DRTN backends (None: the bundled model).
     """
 
     source: int | str | None = None
@@ -50,6 +51,7 @@ class LiveOptions:
     pipeline: object | None = None
     vmc: str | None = None
     seconds: float | None = None
+    model: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKEND_KINDS:
@@ -88,15 +90,15 @@ class LiveOptions:
             values["backend"] = args.backend
         if getattr(args, "no_smoothing", False):
             values["smoothing"] = False
-        for name in ("assets", "frames", "loop", "vmc", "seconds"):
+        for name in ("assets", "frames", "loop", "vmc", "seconds", "model"):
             if getattr(args, name, None) is not None:
                 values[name] = getattr(args, name)
         if getattr(args, "screenshot", None):
             values["screenshot"] = Path(args.screenshot)
         if getattr(args, "record_dir", None):
             values["record_dir"] = Path(args.record_dir)
-        if hasattr(args, "max_faces"):  # the pipeline flags of realtime.cli: detector, tracker, smoothing settings
-            from realtime.cli import pipeline_options_from_args
+        if hasattr(args, "max_faces"):  # the pipeline flags of realtime.arguments: detector, tracker, smoothing settings
+            from realtime.arguments import pipeline_options_from_args
 
             values["pipeline"] = pipeline_options_from_args(args)
         assert set(values) <= known

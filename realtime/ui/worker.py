@@ -448,14 +448,14 @@ class PipelineWorker(QtCore.QThread):
         return source
 
     def _build_pipeline(self, backend_kind: str, smoothing: bool):
-        from realtime.cli import create_backend
+        from realtime.arguments import create_backend
         from realtime.pipeline import FacePipeline, PipelineOptions, RunningMode
 
         self.status.emit(f"starting backend {backend_kind} ...")
         tick = time.perf_counter()
         # One ONNX Runtime thread: a pool of two spin-waits between the small per-frame runs and takes the core
         # the GUI thread (and llvmpipe) paint with on a 2-core machine.
-        backend = create_backend(backend_kind, self.options.assets, threads=1)
+        backend = create_backend(backend_kind, self.options.assets, threads=1, model=self.options.model if backend_kind != "teacher" else None)
         try:
             options = self.options.pipeline or PipelineOptions(assets_dir=self.options.assets)
             options = replace(options, running_mode=RunningMode.VIDEO, result_callback=None, smoothing=replace(options.smoothing, enabled=smoothing))

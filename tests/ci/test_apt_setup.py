@@ -5,7 +5,6 @@ CI machines already have the packages, so without these stubs the install branch
 """
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess

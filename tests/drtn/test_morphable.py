@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from drtn.morphable import MorphableModel, interpolate_basis, project
+from drtn.morphable_torch import TorchMorphable
 from drtn.params import NUM_PARAMS, compose_pose, euler_to_rotation
 
 SAMPLE = "samples/300wlp/IBUG_image_008_1_0"
@@ -194,7 +195,7 @@ def test_display_vertices_follow_dense_deformation(morphable):
 # ---------------------------------------------------------------------------- torch
 def test_torch_matches_numpy(morphable):
     params = random_params(morphable, 3, seed=1)
-    module = morphable.torch_module()
+    module = TorchMorphable(morphable)
     tensor = torch.as_tensor(params, dtype=torch.float32)
     with torch.no_grad():
         landmarks, dense = module.landmarks(tensor).numpy(), module.dense_points(tensor).numpy()
@@ -204,13 +205,13 @@ def test_torch_matches_numpy(morphable):
 
 
 def test_torch_normalisation_matches_stats(morphable):
-    module = morphable.torch_module()
+    module = TorchMorphable(morphable)
     normalized = torch.randn(2, NUM_PARAMS)
     np.testing.assert_allclose(module.denormalize(normalized).numpy(), morphable.stats.denormalize(normalized.numpy()), rtol=1e-5)
 
 
 def test_batched_torch_reconstruction_has_gradients(morphable):
-    module = morphable.torch_module()
+    module = TorchMorphable(morphable)
     params = torch.as_tensor(random_params(morphable, 4, seed=2), dtype=torch.float32).requires_grad_(True)
     (module.landmarks(params).square().mean() + module.dense_points(params).square().mean()).backward()
     assert params.grad is not None and torch.isfinite(params.grad).all()
@@ -219,7 +220,7 @@ def test_batched_torch_reconstruction_has_gradients(morphable):
 
 
 def test_torch_reconstruction_gradcheck_float64(morphable):
-    module = morphable.torch_module().double()
+    module = TorchMorphable(morphable).double()
     params = torch.as_tensor(random_params(morphable, 2, seed=4)).requires_grad_(True)
     # columns scaled to O(1) so finite differences see every parameter group
     scale = torch.as_tensor(morphable.stats.std, dtype=torch.float64)

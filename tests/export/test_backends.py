@@ -138,9 +138,8 @@ def test_missing_default_weights_say_what_to_pass(tmp_path, monkeypatch):
 
 
 def test_checkpoint_is_exported_once_to_the_cache_and_reused(tmp_path, network, assets_dir, helen_crops, stats, monkeypatch, caplog):
-    from drtn.model import save_checkpoint
-
     import export.onnx_export as onnx_export
+    from drtn.model import save_checkpoint
 
     checkpoint = save_checkpoint(tmp_path / "drtn_rt.pt", network)
     cache = tmp_path / "cache"
@@ -167,4 +166,4 @@ def test_checkpoint_is_exported_once_to_the_cache_and_reused(tmp_path, network, 
         again = ensure_onnx(checkpoint, assets=assets_dir, cache_dir=cache / "onnx")
     assert again == path and "re-exporting" in caplog.text
     assert inspect_onnx(path).is_drtn_export
-    assert sorted(p.name for p in (cache / "onnx").iterdir()) == [path.name]  # no temp files left
+    assert sorted(p.name for p in (cache / "onnx").iterdir()) == [path.name, path.name + ".sha256"]  # no temp files left

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.pipeline import FacePipeline, FaceResult, FrameResult, PipelineOptions, RunningMode, STAGES
+from realtime.pipeline import STAGES, FacePipeline, FaceResult, FrameResult, PipelineOptions, RunningMode
 from realtime.sources import Frame
 from realtime.tracker import TrackerOptions
 
@@ -125,9 +125,36 @@ def test_lost_face_is_dropped_and_found_again(make_pipeline, clip_frames):
     timestamp = iter(np.arange(100) * 40.0)
     assert len(pipeline.process(clip_frames[0].image_bgr, next(timestamp)).faces) == 1
     counts = [len(pipeline.process(blank, next(timestamp)).faces) for _ in range(3)]
-    assert counts[-1] == 0  # the detector found nothing on the track twice: dropped
+    assert counts == [0, 0, 0]  # the face is gone: not reported from the first frame without it
+    assert pipeline.tracker.tracks == []  # and its track has ended
     found = pipeline.process(clip_frames[1].image_bgr, next(timestamp)).faces
-    assert len(found) == 1 and found[0].track_id == 1  # a new track (the old one is gone)
+    assert len(found) == 1 and found[0].track_id == 0  # back at once where it was: it keeps its id
+
+
+def test_presence_is_high_on_a_face_and_ends_a_track_in_the_frame_its_face_goes(make_pipeline, clip_frames):
+    pipeline = make_pipeline(tracker=TrackerOptions(detect_every_n_frames=0))
+    timestamp = iter(np.arange(100) * 40.0)
+    faces = [pipeline.process(frame.image_bgr, next(timestamp)).faces for frame in clip_frames[:4]]
+    assert all(len(f) == 1 and f[0].presence > 0.7 for f in faces)
+    # the face is covered by a flat patch (the frame stays busy elsewhere): no face reported in that frame
+    covered = clip_frames[4].image_bgr.copy()
+    x0, y0, x1, y1 = faces[-1][0].roi_box.astype(int)
+    covered[max(y0, 0) : y1, max(x0, 0) : x1] = 90
+    assert pipeline.process(covered, next(timestamp)).faces == []
+    off = make_pipeline(presence_check=False)
+    assert off._presence_detector is None
+
+
+def test_no_track_on_dark_blobs_and_textures(make_pipeline):
+    from realtime.detector import DetectorOptions
+    from realtime.tracking_scenes import draw_distractors, make_background
+
+    rng = np.random.default_rng(3)
+    image = make_background(rng, 640, 480)
+    draw_distractors(image, rng, 9)
+    pipeline = make_pipeline(detector=DetectorOptions(min_confidence=0.3))  # a lax detector: the presence check decides
+    reported = sum(len(pipeline.process(image, t * 40.0).faces) for t in range(1, 6))
+    assert reported == 0
 
 
 def test_smoothing_off_and_on_differ_only_after_the_first_frame(make_pipeline, clip_frames):

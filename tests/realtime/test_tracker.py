@@ -38,7 +38,8 @@ def test_ids_stay_stable_while_faces_move():
         assert lost == []
         assert not tracker.needs_detection()  # tracking from landmarks, no detector
     assert [t.track_id for t in tracker.tracks] == [0, 1]
-    np.testing.assert_allclose(tracker.tracks[0].roi_box, box_of((150 + 57, 200), 50))
+    # the next crop is where the face will be: the landmark box predicted one frame ahead (3 px / frame)
+    np.testing.assert_allclose(tracker.tracks[0].roi_box, box_of((150 + 60, 200), 50), atol=0.5)
 
 
 def test_periodic_detection_matches_by_iou_and_adds_new_faces():
@@ -127,3 +128,31 @@ def test_small_detections_are_ignored_and_options_checked():
         TrackerOptions.from_dict({"max_face": 2})
     with pytest.raises(ValueError, match="unknown track id 5"):
         FaceTracker().update([5], face_landmarks((100, 100), 40)[None], IMAGE)
+
+
+def test_absent_face_ends_its_track_and_a_brief_occlusion_keeps_the_id():
+    tracker = FaceTracker(TrackerOptions(detect_every_n_frames=0, min_presence=0.5, max_absent_frames=2, id_memory_frames=10))
+    tracker.apply_detections(box_of((150, 200), 50)[None], np.array([0.9]))
+    for step in range(5):
+        assert tracker.update([0], face_landmarks((150 + 4 * step, 200), 50)[None], IMAGE, presence=np.array([0.9])) == []
+    assert tracker.update([0], face_landmarks((170, 200), 50)[None], IMAGE, presence=np.array([0.1])) == []  # one frame of grace
+    assert tracker.update([0], face_landmarks((100, 300), 20)[None], IMAGE, presence=np.array([0.0])) == [0]  # gone: ends
+    assert tracker.tracks == [] and tracker.needs_detection()
+    for _ in range(3):  # hidden for a few frames while moving on (the detector finds nothing)
+        tracker.apply_detections(np.zeros((0, 4)), np.zeros(0))
+        tracker.update([], np.zeros((0, 68, 2)), IMAGE)
+    tracker.apply_detections(box_of((190, 200), 50)[None], np.array([0.9]))  # back, further along its path
+    assert [t.track_id for t in tracker.tracks] == [0]
+
+
+def test_a_face_found_after_the_id_memory_gets_a_new_id():
+    tracker = FaceTracker(TrackerOptions(detect_every_n_frames=0, id_memory_frames=2))
+    tracker.apply_detections(box_of((150, 200), 50)[None], np.array([0.9]))
+    tracker.update([0], face_landmarks((150, 200), 50)[None], IMAGE, presence=np.array([0.9]))
+    tracker.update([0], face_landmarks((150, 200), 50)[None], IMAGE, presence=np.array([0.0]))
+    assert tracker.update([0], face_landmarks((150, 200), 50)[None], IMAGE, presence=np.array([0.0])) == [0]
+    for _ in range(4):
+        tracker.apply_detections(np.zeros((0, 4)), np.zeros(0))
+        tracker.update([], np.zeros((0, 68, 2)), IMAGE)
+    tracker.apply_detections(box_of((150, 200), 50)[None], np.array([0.9]))
+    assert [t.track_id for t in tracker.tracks] == [1]

@@ -27,7 +27,8 @@ def _count_frames(path):
 
 
 def _check_record(record):
-    assert set(record) == {"frame_index", "timestamp_ms", "track_id", "detection_score", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params", "blendshapes"}
+    assert set(record) == {"frame_index", "timestamp_ms", "track_id", "detection_score", "presence", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params", "blendshapes"}
+    assert 0.0 <= record["presence"] <= 1.0
     assert len(record["blendshapes"]) == 52 and all(0.0 <= value <= 1.0 for value in record["blendshapes"].values())
     assert np.asarray(record["landmarks_2d"]).shape == (68, 2)
     assert np.asarray(record["landmarks_3d"]).shape == (68, 3)
@@ -94,11 +95,13 @@ def test_crash_in_the_overlay_also_leaves_valid_output(make_pipeline, clip_path,
                 raise RuntimeError("renderer died")
             return image
 
+    (tmp_path / "x.mp4").write_bytes(b"an earlier result")  # an existing output stays intact on a failure
     with VideoFileSource(clip_path, max_frames=10) as source:
         with pytest.raises(RuntimeError, match="renderer died"):
             process_video(source, pipeline, tmp_path / "x.mp4", tmp_path / "x.jsonl", Failing(), progress=False)
-    assert _count_frames(tmp_path / "x.mp4") == 2
-    assert len(_read_records(tmp_path / "x.jsonl")) == 2
+    assert (tmp_path / "x.mp4").read_bytes() == b"an earlier result" and not (tmp_path / "x.jsonl").exists()
+    assert _count_frames(tmp_path / "x.partial.mp4") == 2  # the frames done are kept under the temporary name
+    assert len(_read_records(tmp_path / "x.partial.jsonl")) == 2
 
 
 def test_grid_polylines_cover_the_face(morphable):
@@ -127,7 +130,7 @@ def test_video_command_end_to_end(clip_path, tmp_path, backend, assets_dir, monk
     import main
     import realtime.cli
 
-    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2: backend)
+    monkeypatch.setattr(realtime.cli, "create_backend", lambda kind, assets_dir=None, threads=2, model=None: backend)
     output, records = tmp_path / "cli.mp4", tmp_path / "cli.jsonl"
     code = main.main(["--assets", str(assets_dir), "video", str(clip_path), "-o", str(output), "--records", str(records),
                       "--renderer", "cv", "--max-frames", "3", "--no-progress", "--detect-every", "2"])  # fmt: skip
@@ -175,7 +178,8 @@ def test_sigterm_mid_file_leaves_playable_video_and_valid_records(clip_path, ass
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            if records.exists() and records.read_text().count("\n") >= 3:
+            partial = tmp_path / "term.partial.jsonl"  # written under this name until the job ends
+            if partial.exists() and partial.read_text().count("\n") >= 3:
                 break
             time.sleep(0.05)
         assert process.poll() is None, process.communicate()[0].decode()[-2000:]
@@ -184,7 +188,8 @@ def test_sigterm_mid_file_leaves_playable_video_and_valid_records(clip_path, ass
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 130, log[-2000:]
+    assert process.returncode == 143, log[-2000:]  # 128 + SIGTERM, like a shell reports it
+    assert not (tmp_path / "term.partial.mp4").exists() and not (tmp_path / "term.partial.jsonl").exists()
     frames = _count_frames(output)
     lines = _read_records(records)
     assert 3 <= frames < 78 and len(lines) == frames
@@ -241,3 +246,15 @@ def test_gl_overlay_draws_the_mesh_on_the_face(make_pipeline, clip_frames):
     inside = changed[max(y0, 0) : y1, max(x0, 0) : x1].mean()
     assert inside > 0.3  # the mesh covers much of the face box
     assert changed.mean() < 0.5 * inside + 0.05  # and not the whole frame
+
+
+def test_soak_smoke(backend, morphable, clip_path, assets_dir):
+    """`bench --soak N` on a few frames: the clip loops, memory is sampled, the table prints (the real soak is a
+    benchmark, not a test: docs/realtime.md)."""
+    from realtime.pipeline import PipelineOptions
+    from realtime.soak import run_soak
+
+    report = run_soak(backend, clip_path, frames=90, options=PipelineOptions(assets_dir=str(assets_dir)), samples=3)
+    assert report.frames == 90  # > 78: the clip looped
+    assert [frame for frame, _ in report.samples] == [0, 30, 60, 90] and all(rss > 50 for _, rss in report.samples)
+    assert "| frame | RSS (MiB) |" in report.markdown() and "growth after warm-up" in report.markdown()

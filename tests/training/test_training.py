@@ -13,7 +13,7 @@ from training.augment import AugmentConfig, make_batch
 from training.corpus import Corpus, build_corpus
 from training.datasets import FLIP_68, load_corpus, load_landmark_csv, load_pts_folder, read_mat_sample, read_pts
 from training.geometry import pose_to_crop, pose_to_image
-from training.labels import LabelSet, make_labels, mirror_landmarks, FitConfig
+from training.labels import FitConfig, LabelSet, make_labels, mirror_landmarks
 from training.profiling import profile_face
 from training.teacher import peer_predictor
 from training.trainer import TrainConfig, Trainer, TrainingDiverged, learning_rate_at

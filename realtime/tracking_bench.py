@@ -1,0 +1,418 @@
+"""Tracking benchmark with exact ground truth: ``main.py bench --tracking``.
+
+Scenes come from :mod:`realtime.tracking_scenes` (held-out faces moved by a smooth camera; multi-face scenes
+with faces entering, leaving, crossing and occluding each other, and non-face distractors). Each pipeline runs
+over the same frames in the same process:
+
+- ``ours``: the product pipeline (detector when the tracker asks + DRTN + tracking + presence), smoothing on
+  (the ``video`` / ``live`` defaults) and off;
+- ``peer``: MediaPipe BlazeFace on every frame + the 3DDFA_V2 teacher (``create_backend("teacher")``), each
+  frame alone (IMAGE mode, with the landmark re-crop), ids carried by box IoU from frame to frame.
+
+Metrics (faces matched to ground truth by the IoU of their landmark boxes, Hungarian, IoU >= 0.3):
+
+- NME: mean landmark error over the face size ``sqrt(w * h)`` of the ground-truth landmark box, %.
+- jitter: mean norm of the landmarks' second difference over three consecutive matched frames / face size, %,
+  beside the ground truth's own on the same frames (its true acceleration).
+- MOTA = 1 - (misses + false positives + id switches) / ground-truth faces (CLEAR MOT). A face counts when
+  >= 50 % of its landmarks are in the frame and not covered by another face; a track on a face less visible
+  than that is neither a hit nor a false positive.
+- presence ROC: each reported face's ``presence`` against whether it matched a face (AUC, rates at 0.5).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.tracking_scenes import Scene, SceneFrame, standard_scenes, default_data_dir
+
+LOGGER = logging.getLogger(__name__)
+
+MATCH_IOU = 0.3
+VISIBLE_FOR_COUNT = 0.5
+MIN_FACE_FOR_COUNT_PX = 20.0
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One reported face: ``track_id``, ``landmarks`` (68, 2) image pixels, ``presence`` in [0, 1]."""
+
+    track_id: int
+    landmarks: np.ndarray
+    presence: float = 1.0
+
+
+def _landmark_box(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points.min(axis=0), points.max(axis=0)])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class GroupStats:
+    """Accumulated counts and errors of one scene group."""
+
+    frames: int = 0
+    truths: int = 0
+    hits: int = 0
+    misses: int = 0
+    false_positives: int = 0
+    id_switches: int = 0
+    nme: list[float] = field(default_factory=list)
+    jitter: list[float] = field(default_factory=list)
+    truth_jitter: list[float] = field(default_factory=list)
+    presence: list[tuple[float, bool]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def mota(self) -> float:
+        return 1.0 - (self.misses + self.false_positives + self.id_switches) / max(self.truths, 1)
+
+
+class SceneScorer:
+    """Scores one pipeline's predictions on one scene, frame by frame (CLEAR MOT bookkeeping)."""
+
+    def __init__(self, stats: GroupStats):
+        self.stats = stats
+        self._last_track_of: dict[int, int] = {}  # face id -> track id of its last match
+        self._history: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray, float]]] = {}
+
+    def add(self, frame: SceneFrame, predictions: list[Prediction]) -> None:
+        from scipy.optimize import linear_sum_assignment
+
+        stats = self.stats
+        stats.frames += 1
+        truths = frame.truths
+        counted = [t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX for t in truths]
+        stats.truths += sum(counted)
+        matched_truth: dict[int, int] = {}
+        if truths and predictions:
+            iou = np.array([[_iou(_landmark_box(t.landmarks), _landmark_box(p.landmarks)) for p in predictions] for t in truths])
+            rows, cols = linear_sum_assignment(-iou)
+            matched_truth = {int(c): int(r) for r, c in zip(rows, cols) if iou[r, c] >= MATCH_IOU}
+        hit_truths = set()
+        for col, prediction in enumerate(predictions):
+            row = matched_truth.get(col)
+            if row is None:
+                stats.false_positives += 1
+                stats.presence.append((prediction.presence, False))
+                continue
+            truth = truths[row]
+            if not counted[row]:
+                continue  # a track on a face mostly hidden or outside: neither a hit nor a false positive
+            stats.presence.append((prediction.presence, True))
+            hit_truths.add(row)
+            stats.hits += 1
+            previous = self._last_track_of.get(truth.face_id)
+            if previous is not None and previous != prediction.track_id:
+                stats.id_switches += 1
+            self._last_track_of[truth.face_id] = prediction.track_id
+            size = truth.size
+            stats.nme.append(float(np.linalg.norm(prediction.landmarks - truth.landmarks, axis=1).mean() / size))
+            history = self._history.setdefault((truth.face_id, prediction.track_id), [])
+            history.append((frame.index, prediction.landmarks.astype(np.float64), truth.landmarks, size))
+            if len(history) >= 3 and history[-3][0] == frame.index - 2 and history[-2][0] == frame.index - 1:
+                (_, p0, g0, _), (_, p1, g1, s1), (_, p2, g2, _) = history[-3:]
+                stats.jitter.append(float(np.linalg.norm(p2 - 2 * p1 + p0, axis=1).mean() / s1))
+                stats.truth_jitter.append(float(np.linalg.norm(g2 - 2 * g1 + g0, axis=1).mean() / s1))
+            del history[:-3]
+        stats.misses += sum(1 for row, c in enumerate(counted) if c and row not in hit_truths)
+
+
+# ------------------------------------------------------------------------------------------ pipelines
+class OurTracker:
+    """The product pipeline (VIDEO mode) as a benchmark row."""
+
+    def __init__(self, name: str, backend, options, morphable):
+        from realtime.pipeline import FacePipeline
+
+        self.name = name
+        self._pipeline = FacePipeline(backend, options, morphable=morphable)
+
+    def start_scene(self) -> None:
+        self._pipeline.reset()
+
+    def __call__(self, image: np.ndarray, timestamp_ms: float) -> list[Prediction]:
+        result = self._pipeline.process(image, timestamp_ms)
+        return [Prediction(f.track_id, f.landmarks_2d.astype(np.float64), f.presence) for f in result.faces]
+
+    def close(self) -> None:
+        self._pipeline.close()
+
+
+class PerFramePeer:
+    """Detector on every frame + a backend, each frame alone; ids carried by box IoU (>= 0.3) between frames."""
+
+    def __init__(self, name: str, backend, options, morphable):
+        from realtime.pipeline import FacePipeline
+
+        self.name = name
+        self._pipeline = FacePipeline(backend, options, morphable=morphable)
+        self.start_scene()
+
+    def start_scene(self) -> None:
+        self._previous: list[tuple[int, np.ndarray]] = []
+        self._next_id = 0
+
+    def __call__(self, image: np.ndarray, timestamp_ms: float) -> list[Prediction]:
+        from scipy.optimize import linear_sum_assignment
+
+        faces = self._pipeline.process(image).faces
+        boxes = [_landmark_box(f.landmarks_2d.astype(np.float64)) for f in faces]
+        ids = [None] * len(faces)
+        if self._previous and faces:
+            iou = np.array([[_iou(old, new) for new in boxes] for _, old in self._previous])
+            rows, cols = linear_sum_assignment(-iou)
+            for r, c in zip(rows, cols):
+                if iou[r, c] >= MATCH_IOU:
+                    ids[c] = self._previous[r][0]
+        for index, value in enumerate(ids):
+            if value is None:
+                ids[index], self._next_id = self._next_id, self._next_id + 1
+        self._previous = list(zip(ids, boxes))
+        return [Prediction(i, f.landmarks_2d.astype(np.float64), f.presence) for i, f in zip(ids, faces)]
+
+    def close(self) -> None:
+        self._pipeline.close()
+
+
+def group_of(scene: Scene) -> str:
+    """Scene group name: ``moving-<speed>`` or ``multi-<W>x<H>``."""
+    return scene.name.rsplit("-", 1)[0]
+
+
+def run_benchmark(rows, scenes: list[Scene]) -> dict[str, dict[str, GroupStats]]:
+    """Run every row over every scene (each scene rendered once, frame by frame, for all rows).
+
+    Returns:
+        ``{row name: {group name: GroupStats}}``.
+    """
+    results = {row.name: {} for row in rows}
+    for scene in scenes:
+        group = group_of(scene)
+        scorers = {}
+        for row in rows:
+            row.start_scene()
+            scorers[row.name] = SceneScorer(results[row.name].setdefault(group, GroupStats()))
+        for frame in scene:
+            for row in rows:
+                tick = time.perf_counter()
+                predictions = row(frame.image, frame.timestamp_ms)
+                scorers[row.name].stats.seconds += time.perf_counter() - tick
+                scorers[row.name].add(frame, predictions)
+        LOGGER.info("scene %s done", scene.name)
+    return results
+
+
+def roc_auc(pairs: list[tuple[float, bool]]) -> float:
+    """Area under the ROC curve of (score, is_positive) pairs (ties count half); nan without both classes."""
+    scores = np.array([s for s, _ in pairs], np.float64)
+    labels = np.array([p for _, p in pairs], bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) * 100 if len(values) else float("nan")
+
+
+def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
+    """The two benchmark tables (moving single faces; multi-face scenes) as markdown."""
+    rows = list(results)
+    groups = list(next(iter(results.values())))
+    moving = [g for g in groups if g.startswith("moving")]
+    multi = [g for g in groups if g.startswith("multi")]
+    lines = []
+    if note:
+        lines += [note, ""]
+    if moving:
+        speeds = [g.split("-", 1)[1] for g in moving]
+        lines += [
+            "Moving face (one held-out face, smooth camera, 640x480): NME % / jitter % of face size; the ground truth's own jitter in the first row",
+            "",
+            "| pipeline | " + " | ".join(f"{s} NME" for s in speeds) + " | " + " | ".join(f"{s} jitter" for s in speeds) + " | ms/frame |",
+            "|---|" + "---:|" * (2 * len(moving) + 1),
+        ]
+        first = results[rows[0]]
+        lines.append("| ground truth | " + " | ".join("0" for _ in moving) + " | " + " | ".join(f"{_mean(first[g].truth_jitter):.2f}" for g in moving) + " | |")
+        for row in rows:
+            stats = results[row]
+            frames = sum(stats[g].frames for g in moving)
+            ms = 1000 * sum(stats[g].seconds for g in moving) / max(frames, 1)
+            lines.append(f"| {row} | " + " | ".join(f"{_mean(stats[g].nme):.2f}" for g in moving) + " | " + " | ".join(f"{_mean(stats[g].jitter):.2f}" for g in moving) + f" | {ms:.1f} |")
+        lines.append("")
+    if multi:
+        lines += [
+            "Multi-face scenes (faces entering, leaving, crossing, occluding; distractors): MOTA %, false positives, misses, id switches (of N ground-truth faces), NME %",
+            "",
+            "| pipeline | " + " | ".join(f"{g[6:]} MOTA | FP | miss | IDSW | NME" for g in multi) + " | ms/frame |",
+            "|---|" + "---:|" * (5 * len(multi) + 1),
+        ]
+        for row in rows:
+            stats = results[row]
+            cells = []
+            for g in multi:
+                s = stats[g]
+                cells.append(f"{100 * s.mota:.1f} | {s.false_positives} | {s.misses}/{s.truths} | {s.id_switches} | {_mean(s.nme):.2f}")
+            frames = sum(stats[g].frames for g in multi)
+            ms = 1000 * sum(stats[g].seconds for g in multi) / max(frames, 1)
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {ms:.1f} |")
+        lines.append("")
+    presence_lines = []
+    for row in rows:
+        pairs = [pair for stats in results[row].values() for pair in stats.presence]
+        negatives = [s for s, p in pairs if not p]
+        positives = [s for s, p in pairs if p]
+        if pairs:
+            tpr = np.mean([s >= 0.5 for s in positives]) if positives else float("nan")
+            fpr = np.mean([s >= 0.5 for s in negatives]) if negatives else float("nan")
+            presence_lines.append(f"| {row} | {roc_auc(pairs):.3f} | {len(positives)} | {len(negatives)} | {100 * tpr:.1f} | {100 * fpr:.1f} |")
+    if presence_lines:
+        lines += [
+            "Presence of the reported faces (all scenes): ROC AUC of `presence` for faces matching a ground-truth face vs not (reported false positives)",
+            "",
+            "| pipeline | AUC | matched | unmatched | matched with presence >= 0.5, % | unmatched with presence >= 0.5, % |",
+            "|---|---:|---:|---:|---:|---:|",
+        ] + presence_lines
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ detectors
+DETECTOR_CONFIGS = (  # (label, DetectorOptions keyword arguments)
+    ("YuNet, longer side 640 (default)", dict(model="yunet", max_input_side_px=640)),
+    ("YuNet, longer side 960", dict(model="yunet", max_input_side_px=960)),
+    ("YuNet, full resolution", dict(model="yunet", max_input_side_px=0)),
+    ("YuNet, 640 + tiles", dict(model="yunet", max_input_side_px=640, tiles=True)),
+    ("BlazeFace short range (Tasks)", dict(model="blazeface", max_input_side_px=0)),
+)
+
+
+def _detection_hits(truths, detections) -> tuple[int, int, int]:
+    """(counted faces, of them found, detections on nothing): a detection finds a face when its centre lies in
+    the face's landmark box and its size is within a factor 2 of the face's."""
+    counted = [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
+    used, found = set(), 0
+    for truth in counted:
+        box = _landmark_box(truth.landmarks)
+        for index, detection in enumerate(detections):
+            center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
+            side = math.sqrt(max((detection.box_xyxy[2] - detection.box_xyxy[0]) * (detection.box_xyxy[3] - detection.box_xyxy[1]), 1e-6))
+            if index not in used and box[0] <= center[0] <= box[2] and box[1] <= center[1] <= box[3] and 0.5 < side / truth.size < 2.0:
+                used.add(index)
+                found += 1
+                break
+    on_any = set()
+    for index, detection in enumerate(detections):  # a detection on a hidden or tiny face is not a false one
+        center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
+        if any(b[0] <= center[0] <= b[2] and b[1] <= center[1] <= b[3] for b in (_landmark_box(t.landmarks) for t in truths)):
+            on_any.add(index)
+    return len(counted), found, len(detections) - len(on_any)
+
+
+def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS) -> str:
+    """Recall, false detections and cost of each detector setting on the multi-face scenes (every ``every``-th
+    frame), by frame size, as a markdown table."""
+    from realtime.detector import DetectorOptions, FaceDetector
+
+    sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"})
+    frames = {size: [f for scene in scenes if scene.kind == "multi" and scene.size == size for f in (scene.render(i) for i in range(0, len(scene), every))] for size in sizes}
+    lines = [
+        f"Detectors on the multi-face scenes (every {every}th frame): recall of visible faces %, false detections per frame, ms per frame",
+        "",
+        "| detector | " + " | ".join(f"{w}x{h} recall | FP/frame | ms" for w, h in sizes) + " |",
+        "|---|" + "---:|" * (3 * len(sizes)),
+    ]
+    for label, kwargs in configs:
+        cells = []
+        with FaceDetector(DetectorOptions(**kwargs), assets_dir) as detector:
+            detector.detect(frames[sizes[0]][0].image)  # warm up
+            for size in sizes:
+                counted = found = false = 0
+                tick = time.perf_counter()
+                for frame in frames[size]:
+                    c, f, x = _detection_hits(frame.truths, detector.detect(frame.image))
+                    counted, found, false = counted + c, found + f, false + x
+                ms = 1000 * (time.perf_counter() - tick) / max(len(frames[size]), 1)
+                cells.append(f"{100 * found / max(counted, 1):.1f} | {false / max(len(frames[size]), 1):.2f} | {ms:.1f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None):
+    """The benchmark rows: ours with smoothing (the defaults), ours without, ours keeping tracks whatever their
+    presence (its presence ROC is the check's own), the per-frame peer."""
+    from dataclasses import replace
+
+    from drtn.morphable import MorphableModel
+    from realtime.arguments import create_backend
+    from realtime.detector import DetectorOptions
+    from realtime.pipeline import PipelineOptions, RunningMode
+
+    morphable = MorphableModel.load(assets_dir)
+    ours = create_backend("onnxruntime", assets_dir, threads=threads)
+    teacher = create_backend("teacher", assets_dir, threads=threads)
+    default = PipelineOptions(assets_dir=assets_dir, compute_dense=False, compute_blendshapes=False)
+    specs = {
+        "ours (smoothing on: default)": lambda: OurTracker("ours (smoothing on: default)", ours, default, morphable),
+        "ours (smoothing off)": lambda: OurTracker("ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable),
+        "ours (presence not used)": lambda: OurTracker("ours (presence not used)", ours, replace(default, tracker=replace(default.tracker, min_presence=0.0)), morphable),
+        "ours, teacher backend (tracking without our model)": lambda: OurTracker("ours, teacher backend (tracking without our model)", teacher, default, morphable),
+        "peer: BlazeFace every frame + teacher": lambda: PerFramePeer(
+            "peer: BlazeFace every frame + teacher", teacher,
+            PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets_dir, compute_dense=False, compute_blendshapes=False, detector=DetectorOptions(model="blazeface")), morphable),
+    }
+    return [make() for name, make in specs.items() if only is None or name in only]
+
+
+def run_tracking_bench(args: argparse.Namespace) -> int:
+    """``main.py bench --tracking``: print (and with ``-o`` write) the markdown tables.
+
+    Reads from ``args`` (each optional): ``assets``; ``data`` (default ``data`` beside the asset folder);
+    ``tiny`` (a small quick version); ``output``.
+    """
+    from realtime.threads import limit_blas_threads
+
+    limit_blas_threads(1)
+    assets = getattr(args, "assets", None)
+    data = getattr(args, "data", None) or default_data_dir(assets)
+    scale = "tiny" if getattr(args, "tiny", False) else "full"
+    scenes = standard_scenes(data, scale)
+    rows = build_rows(assets)
+    start = time.perf_counter()
+    try:
+        results = run_benchmark(rows, scenes)
+    finally:
+        for row in rows:
+            row.close()
+    frames = sum(len(s) for s in scenes)
+    note = (f"Tracking benchmark (`main.py bench --tracking`{' --tiny' if scale == 'tiny' else ''}): {len(scenes)} scenes, {frames} frames "
+            f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s")
+    table = markdown(results, note)
+    detector_scenes = [s for s in scenes if s.kind == "multi"]
+    if scale == "full":
+        from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
+
+        crowd = load_held_out_faces(data, 8, seed=7)
+        detector_scenes.append(multi_face_scene(crowd, seed=77, frames=120, size=(1920, 1080), distractors=8, name="multi-1920x1080-0", face_range=(0.05, 0.3)))
+    table += "\n\n" + run_detector_comparison(detector_scenes, assets)
+    print(table)
+    output = getattr(args, "output", None)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(table + "\n", encoding="utf-8")
+    return 0
