@@ -269,6 +269,11 @@ def test_keys_record_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, qui
     assert len(videos) == 1, list(recordings.iterdir()) if recordings.exists() else "no folder"
     import cv2
 
+    from realtime.writer import pyav_h264_available
+
     capture = cv2.VideoCapture(str(videos[0]))
     assert capture.isOpened() and capture.read()[0], "the recording has no frame"
+    codec = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
     capture.release()
+    if pyav_h264_available():  # the shared writer of main.py video: H.264, playable in browsers
+        assert codec in ("avc1", "h264"), codec
