@@ -15,14 +15,15 @@ vertices, so both models can be compared where they share points:
 
    with ``L`` a per-landmark weight (jaw contour down-weighted: 3DDFA's contour slides with pose). Only
    ``G = A'L'LA + ridge I`` (53 x 53) and ``C = A'L'LB`` (53 x 10) depend on the assets: they are built once
-   (~tens of ms, in memory) and each frame is a box-constrained QP solved by accelerated projected gradient
-   (vectorised over faces, ~0.1 ms per face).
+   (~60 ms, in memory: no disk cache needed) and each frame is a box-constrained QP solved by accelerated
+   projected gradient (vectorised over faces; ~0.7 ms for one face, ~0.3 ms per face in a batch).
 4. **Name the result in ARKit terms**: ICT splits ``browInnerUp`` and ``cheekPuff`` into left / right halves
-   (their mean is reported); ARKit's ``tongueOut`` has no ICT shape and is always 0.
+   (their mean is reported); ARKit's ``tongueOut`` has no ICT shape and is always 0; gaze (``eyeLook*``) is
+   pinned to 0 (the 68 landmarks have no iris).
 
-What 10 coefficients cannot do: BFM's expression basis (FaceWarehouse-derived) spans mostly mouth and jaw
-motion; eye blinks, gaze (``eyeLook*``) and independent brow motion are barely in it, so those weights stay near
-0 or move only with the mouth. ``docs/blendshapes.md`` measures this against MediaPipe's blendshapes.
+What 10 coefficients cannot do: BFM's expression basis (FaceWarehouse-derived) spans mouth, jaw and brow
+motion; eye blinks and squints are barely in it, so those weights stay near 0 or move only with the mouth.
+``docs/blendshapes.md`` measures this against MediaPipe's blendshapes.
 
 Left / right follow ARKit: ``...Left`` is the subject's own left side (the right half of an unmirrored image).
 """
