@@ -160,7 +160,10 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     face_normals[:, 0] = u[:, 1] * w[:, 2] - u[:, 2] * w[:, 1]
     face_normals[:, 1] = u[:, 2] * w[:, 0] - u[:, 0] * w[:, 2]
     face_normals[:, 2] = u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]  # length = 2 * area: area weighting for free
-    normals = _incidence(triangles, len(v)) @ face_normals  # sum over each vertex's triangles
+    triangle_of, starts, present = _incidence(triangles)
+    normals = np.zeros_like(v)
+    if len(triangle_of):  # sum over each vertex's triangles: one gather + one segmented sum
+        normals[present] = np.add.reduceat(face_normals[triangle_of], starts, axis=0)
     norm = np.sqrt((normals * normals).sum(axis=1, keepdims=True))
     return np.divide(normals, norm, out=np.zeros_like(normals), where=norm > 0).astype(np.float32, copy=False)
 
@@ -168,24 +171,29 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 _INCIDENCE_CACHE: dict[int, tuple] = {}
 
 
-def _incidence(triangles: np.ndarray, vertex_count: int):
-    """(K, T) sparse vertex-triangle incidence matrix, cached per triangle array (the app reuses a few)."""
-    import weakref
+def _incidence(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertex-triangle incidence sorted by vertex, cached per triangle array (the app reuses a few).
 
-    from scipy import sparse
+    Returns:
+        ``(triangle_of (3T,), starts (U,), present (U,))``: the triangle of each incidence in vertex order, where
+        each of the U vertices that are in a triangle starts, and those vertices' indices.
+    """
+    import weakref
 
     key = id(triangles)
     cached = _INCIDENCE_CACHE.get(key)
-    if cached is not None and cached[0]() is triangles and cached[1].shape[0] == vertex_count:
+    if cached is not None and cached[0]() is triangles:
         return cached[1]
-    rows = np.asarray(triangles).ravel()
-    columns = np.repeat(np.arange(len(triangles)), 3)
-    matrix = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, columns)), shape=(vertex_count, len(triangles)))
+    flat = np.asarray(triangles).ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_vertices = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_vertices[1:] != sorted_vertices[:-1]]) if len(flat) else np.zeros(0, np.int64)
+    value = (order // 3, starts, sorted_vertices[starts])
     try:
         reference = weakref.ref(triangles)
-    except TypeError:  # not weak-referenceable (a view of a temporary): do not cache
-        return matrix
+    except TypeError:  # not weak-referenceable: do not cache
+        return value
     if len(_INCIDENCE_CACHE) > 16:
         _INCIDENCE_CACHE.clear()
-    _INCIDENCE_CACHE[key] = (reference, matrix)
-    return matrix
+    _INCIDENCE_CACHE[key] = (reference, value)
+    return value
