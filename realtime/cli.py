@@ -176,7 +176,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     from realtime.ui.options import add_live_arguments  # Qt-free: the app's own flags
 
     live = commands.add_parser("live", help="open the webcam / video app", description="The PyQt6 + OpenGL tracking app.")
-    live.add_argument("source", nargs="?", default=None, help="camera index, video file or image folder (default: camera 0, else the bundled clip)")
+    live.add_argument("source", nargs="?", default=None, help="camera index, video file or image folder (default: camera 0; without one the window says so)")
     add_pipeline_arguments(live)
     add_live_arguments(live)
     live.set_defaults(handler=run_live_command)

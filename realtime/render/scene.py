@@ -171,11 +171,40 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     face_normals[:, 0] = u[:, 1] * w[:, 2] - u[:, 2] * w[:, 1]
     face_normals[:, 1] = u[:, 2] * w[:, 0] - u[:, 0] * w[:, 2]
     face_normals[:, 2] = u[:, 0] * w[:, 1] - u[:, 1] * w[:, 0]  # length = 2 * area: area weighting for free
-    # sum over each vertex's triangles: one bincount per axis (as fast as a cached sparse incidence matrix, and no
-    # scipy: the base install has none)
-    corners = np.asarray(triangles).ravel()
-    normals = np.empty((len(v), 3), np.float32)
-    for axis in range(3):
-        normals[:, axis] = np.bincount(corners, weights=np.repeat(face_normals[:, axis], 3), minlength=len(v))
+    triangle_of, starts, present = _incidence(triangles)
+    normals = np.zeros_like(v)
+    if len(triangle_of):  # sum over each vertex's triangles: one gather + one segmented sum
+        normals[present] = np.add.reduceat(face_normals[triangle_of], starts, axis=0)
     norm = np.sqrt((normals * normals).sum(axis=1, keepdims=True))
     return np.divide(normals, norm, out=np.zeros_like(normals), where=norm > 0).astype(np.float32, copy=False)
+
+
+_INCIDENCE_CACHE: dict[int, tuple] = {}
+
+
+def _incidence(triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertex-triangle incidence sorted by vertex, cached per triangle array (the app reuses a few).
+
+    Returns:
+        ``(triangle_of (3T,), starts (U,), present (U,))``: the triangle of each incidence in vertex order, where
+        each of the U vertices that are in a triangle starts, and those vertices' indices.
+    """
+    import weakref
+
+    key = id(triangles)
+    cached = _INCIDENCE_CACHE.get(key)
+    if cached is not None and cached[0]() is triangles:
+        return cached[1]
+    flat = np.asarray(triangles).ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_vertices = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_vertices[1:] != sorted_vertices[:-1]]) if len(flat) else np.zeros(0, np.int64)
+    value = (order // 3, starts, sorted_vertices[starts])
+    try:
+        reference = weakref.ref(triangles)
+    except TypeError:  # not weak-referenceable: do not cache
+        return value
+    if len(_INCIDENCE_CACHE) > 16:
+        _INCIDENCE_CACHE.clear()
+    _INCIDENCE_CACHE[key] = (reference, value)
+    return value

@@ -12,7 +12,7 @@ __all__ = ["LiveOptions", "add_live_arguments", "run_live"]
 
 
 def run_live(args: argparse.Namespace | LiveOptions) -> int:
-    """Open the app on ``args.source`` (default: webcam 0, else the bundled clip) and run until it closes.
+    """Open the app on ``args.source`` (default: webcam 0; without one the window says so) and run until it closes.
 
     Args:
         args: ``main.py live`` arguments (see :func:`add_live_arguments`; ``assets`` comes from the main

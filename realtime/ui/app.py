@@ -26,6 +26,7 @@ from realtime.vmc import parse_host_port
 LOGGER = logging.getLogger(__name__)
 QT_LOGGER = logging.getLogger("realtime.ui.qt")
 
+PANEL_INTERVAL_S = 1.0 / 15.0  # blendshape bars: at most 15 repaints a second
 CAMERA_CHOICES = 4  # the Source menu offers cameras 0..3 (opened only when chosen: probing is slow)
 DEFAULT_VMC_ADDRESS = "127.0.0.1:39539"  # VSeeFace / VNyan / Warudo's default VMC receiver port
 STAGE_LABELS = (("detect", "detect"), ("track_crop", "track+crop"), ("infer", "infer"), ("reconstruct", "reconstruct"), ("smooth", "smooth"))
@@ -61,6 +62,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._screenshot_taken = False
         self._source_finished = False
         self._last_stats_update = 0.0
+        self._last_panel_update = 0.0
         self._paint_times: list[float] = []
         self._paints = 0
         self._first_paint_at: float | None = None
@@ -376,8 +378,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.video.set_packet(packet)
         self.avatar.set_mesh(packet.avatar)
         faces = packet.result.faces
-        self.blendshape_panel.set_weights(faces[0].blendshapes if faces else None)
         now = time.monotonic()
+        if now - self._last_panel_update >= PANEL_INTERVAL_S or not faces:
+            # Bars are read by eye: 15 updates a second are plenty, and each repaint of the raster side panel is
+            # a texture upload in Qt's composition of the window on software GL.
+            self._last_panel_update = now
+            self.blendshape_panel.set_weights(faces[0].blendshapes if faces else None)
         if now - self._last_stats_update > 0.25:
             self._last_stats_update = now
             self._update_stats(packet)

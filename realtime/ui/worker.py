@@ -99,12 +99,15 @@ class QtOffscreenContext:
 
 
 class Recorder:
-    """Writes annotated frames (the live view's mesh, landmarks, axes) to an mp4 file, in the worker thread."""
+    """Writes annotated frames (the live view's mesh, landmarks, axes) to an mp4 file, in the worker thread.
+
+    Through the shared writer of ``main.py video`` (:func:`realtime.writer.open_video_writer`): fragmented H.264
+    that browsers play and that survives a crash up to its last second (OpenCV ``mp4v`` when PyAV is missing).
+    """
 
     def __init__(self, path: Path, fps: float, frame_size: tuple[int, int], surface: QtGui.QOffscreenSurface | None):
-        import cv2
-
         from realtime.render.offscreen import OverlayRenderer
+        from realtime.writer import open_video_writer
 
         self.path = path
         self.frame_size = frame_size
@@ -117,12 +120,15 @@ class Recorder:
                 LOGGER.warning("%s; recording with a headless context", error)
         self._renderer = OverlayRenderer(frame_size[0], frame_size[1], context=context)
         self._context = context
-        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), frame_size)
-        if not self._writer.isOpened():
+        try:
+            self._writer = open_video_writer(path, float(fps), frame_size)
+        except Exception:
             self._renderer.close()
-            raise RuntimeError(f"cannot write video {path} (OpenCV VideoWriter, mp4v)")
+            if context is not None:
+                context.release()
+            raise
         self.frames_written = 0
-        LOGGER.info("recording to %s (%dx%d @ %.1f fps)", path, frame_size[0], frame_size[1], fps)
+        LOGGER.info("recording to %s (%dx%d @ %.1f fps, %s)", path, frame_size[0], frame_size[1], fps, self._writer.backend)
 
     def write(self, image_bgr: np.ndarray, faces, triangles: np.ndarray, options: FaceDrawOptions) -> None:
         if (image_bgr.shape[1], image_bgr.shape[0]) != self.frame_size:
@@ -132,10 +138,15 @@ class Recorder:
         self.frames_written += 1
 
     def close(self) -> None:
-        self._writer.release()
-        self._renderer.close()
-        if self._context is not None:
-            self._context.release()
+        """Finish the file; a write error at the end is logged (the earlier fragments stay playable)."""
+        try:
+            self._writer.close()
+        except OSError as error:
+            LOGGER.warning("%s", error)
+        finally:
+            self._renderer.close()
+            if self._context is not None:
+                self._context.release()
         LOGGER.info("recorded %d frames to %s", self.frames_written, self.path)
 
 
@@ -394,7 +405,12 @@ class PipelineWorker(QtCore.QThread):
         if state.vmc is not None:
             state.vmc.send_result(result)
         if state.recorder is not None:
-            state.recorder.write(frame.image_bgr, result.faces, triangles, settings.draw)
+            try:
+                state.recorder.write(frame.image_bgr, result.faces, triangles, settings.draw)
+            except OSError as error:  # a full disk: stop recording, keep tracking; the file stays playable
+                LOGGER.warning("recording stopped: %s", error)
+                state.recorder = self._close_recorder(state.recorder)
+                self.status.emit(f"recording stopped: {error}")
         now = time.monotonic()
         if state.last_tick is not None:
             instant = 1.0 / max(now - state.last_tick, 1e-6)

@@ -217,12 +217,23 @@ from PyQt6.QtTest import QTest
 from realtime.ui.gl_widgets import default_surface_format
 QtGui.QSurfaceFormat.setDefaultFormat(default_surface_format())
 app = QtWidgets.QApplication([])
-window = MainWindow(LiveOptions(source=sys.argv[1], backend="teacher", assets=sys.argv[2]))
+window = MainWindow(LiveOptions(source=sys.argv[1], backend="teacher", assets=sys.argv[2], record_dir=sys.argv[4]))
 window.show()
 result = {}
-def keys():
+def when(condition, then):  # poll: the pipeline may take seconds to start on a loaded machine
+    QtCore.QTimer.singleShot(100, lambda: then() if condition() else when(condition, then))
+def record_start():
     window.windowHandle().requestActivate()  # no window manager under Xvfb: ask for the focus
     result["active"] = QTest.qWaitForWindowActive(window, 5000)
+    QTest.keyClick(window, QtCore.Qt.Key.Key_R, QtCore.Qt.KeyboardModifier.ControlModifier)
+    started = window.worker.frames_processed
+    when(lambda: window.worker.frames_processed >= started + 5, record_stop)
+def record_stop():
+    QTest.keyClick(window, QtCore.Qt.Key.Key_R, QtCore.Qt.KeyboardModifier.ControlModifier)
+    done = window.worker.frames_processed
+    when(lambda: window.worker.frames_processed >= done + 2, keys)
+def keys():
+    result["record_label"] = window.record_button.text()
     result["initial"] = window.pause_button.text()
     QTest.keyClick(window, QtCore.Qt.Key.Key_Space)
     result["after_space"] = window.pause_button.text()
@@ -232,8 +243,8 @@ def keys():
         QTest.keyClick(window, QtCore.Qt.Key.Key_Q, QtCore.Qt.KeyboardModifier.ControlModifier)
     else:
         QTest.keyClick(window, QtCore.Qt.Key.Key_Escape)
-QtCore.QTimer.singleShot(1500, keys)
-QtCore.QTimer.singleShot(40000, lambda: (result.setdefault("timed_out", True), app.quit()))
+when(lambda: window.worker.frames_processed >= 3, record_start)
+QtCore.QTimer.singleShot(60000, lambda: (result.setdefault("timed_out", True), app.quit()))
 app.exec()
 print("RESULT " + json.dumps(result))
 '''
@@ -241,8 +252,9 @@ print("RESULT " + json.dumps(result))
 
 @pytest.mark.gui
 @pytest.mark.parametrize("quit_key", ["escape", "ctrl+q"])
-def test_keys_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, quit_key):
-    command = [*_display_prefix(), sys.executable, "-c", _KEYS_SCRIPT, str(shared_dir / CLIP), str(assets_dir), quit_key]
+def test_keys_record_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, quit_key):
+    recordings = tmp_path / "chosen folder"
+    command = [*_display_prefix(), sys.executable, "-c", _KEYS_SCRIPT, str(shared_dir / CLIP), str(assets_dir), quit_key, str(recordings)]
     done = subprocess.run(command, cwd=REPO, env=_app_environment(tmp_path), capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
@@ -251,3 +263,17 @@ def test_keys_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, quit_key):
         pytest.skip("the window could not get the keyboard focus on this X server")
     assert (result["initial"], result["after_space"], result["after_second_space"]) == ("Pause", "Resume", "Pause")
     assert "timed_out" not in result, f"{quit_key} did not close the window"
+    # Ctrl+R started and stopped a recording in the chosen folder while the clip played.
+    assert result["record_label"] == "Record"
+    videos = list(recordings.glob("drtn-*.mp4"))
+    assert len(videos) == 1, list(recordings.iterdir()) if recordings.exists() else "no folder"
+    import cv2
+
+    from realtime.writer import pyav_h264_available
+
+    capture = cv2.VideoCapture(str(videos[0]))
+    assert capture.isOpened() and capture.read()[0], "the recording has no frame"
+    codec = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
+    capture.release()
+    if pyav_h264_available():  # the shared writer of main.py video: H.264, playable in browsers
+        assert codec in ("avc1", "h264"), codec
