@@ -76,11 +76,6 @@ def _module_graph() -> dict[str, set[str]]:
     return graph
 
 
-# Known circles, each through a function-level import, to be removed by their owners (listed sorted):
-# realtime.blendshapes' evaluation helper ours_blendshapes() runs a FacePipeline, which imports the retargeter.
-KNOWN_CIRCLES = {("realtime.blendshapes", "realtime.pipeline")}
-
-
 def test_no_import_circles():
     graph = _module_graph()
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
@@ -98,7 +93,7 @@ def test_no_import_circles():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert [c for c in circles if tuple(sorted(set(c))) not in KNOWN_CIRCLES] == []
+    assert circles == []
 
 
 def test_only_the_entry_imports_the_command_line():
