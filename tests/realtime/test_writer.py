@@ -145,3 +145,52 @@ def test_trim_to_whole_boxes_repairs_a_cut_off_tail(tmp_path):
         with av.open(str(path)) as container:
             frames = sum(1 for _ in container.decode(video=0))  # the whole fragments, no decode error
         assert 0 < frames < 60
+
+
+def test_threaded_writer_keeps_every_frame_in_order_and_copies_the_input(tmp_path):
+    """Encoding on the writer thread gives the frames of the caller's thread, in order, though the caller
+    reuses one buffer for every frame right after handing it over."""
+    frames = _frames(30, 96, 64)
+    decoded = {}
+    for threaded in (True, False):
+        path = tmp_path / f"t{threaded}.mp4"
+        buffer = np.empty_like(frames[0])
+        with open_video_writer(path, 25.0, (96, 64), threaded=threaded) as writer:
+            for image in frames:
+                buffer[:] = image
+                writer.write(buffer)
+        assert writer.frames == 30
+        with av.open(str(path)) as container:
+            decoded[threaded] = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(decoded[True]) == len(decoded[False]) == 30
+    for got, want in zip(decoded[True], frames):
+        assert np.abs(got.astype(int) - want.astype(int)).mean() < 4
+    assert np.array_equal(np.stack(decoded[True]), np.stack(decoded[False]))
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_a_failed_write_on_the_writer_thread_is_raised_naming_the_frame(tmp_path, threaded):
+    """The disk fails at frame 5 (the container's mux raises ENOSPC): the failure is raised by a later write()
+    or by close(), naming the file and frame 5; nothing more is written."""
+    import errno
+
+    path = tmp_path / "f.mp4"
+    writer = open_video_writer(path, 25.0, (96, 64), threaded=threaded)
+    real = writer._container
+
+    class FailingContainer:  # the real container until frame 5's packet
+        def mux(self, packet):
+            if packet.pts is not None and packet.pts >= 5:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real.mux(packet)
+
+        def close(self):
+            real.close()
+
+    writer._container = FailingContainer()
+    with pytest.raises(VideoWriteError, match=r"cannot write frame 5 to .*f\.mp4: no space left on the device"):
+        for image in _frames(40, 96, 64):
+            writer.write(image)
+        writer.close()
+    writer.close()  # already failed and raised: closes quietly
+    assert writer.frames == 5  # frames 0-4 were encoded and handed to the file
