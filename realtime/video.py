@@ -27,6 +27,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,7 @@ def process_video(
     records_format: str | None = None,
     source_name: str | None = None,
     on_result=None,
+    pipelined: bool = True,
 ) -> VideoSummary:
     """Run ``pipeline`` over ``source``, writing the annotated video and the records (see the module docstring).
 
@@ -229,7 +231,10 @@ def process_video(
         writer_backend: :class:`realtime.writer.VideoWriter` backend (``auto``, ``pyav``, ``opencv``).
         records_format: ``"jsonl"`` or ``"csv"`` (default: csv for a ``.csv`` name, else jsonl).
         source_name: the source as named in the records (default: the source's path, else its description).
-        on_result: optional ``(Frame, FrameResult) -> None`` called after each frame (e.g. mesh export).
+        on_result: optional ``(Frame, FrameResult) -> None`` called after each frame (e.g. mesh export); on the
+            output thread when ``pipelined``.
+        pipelined: draw, encode and record frame k on an output thread while frame k + 1 is tracked (the
+            overlay's and ``on_result``'s calls then come from that thread, one at a time, in frame order).
     Returns:
         a :class:`VideoSummary`.
     Raises:
@@ -279,33 +284,67 @@ def process_video(
             same = records_format == records_format_of(records_partial)
             records = RecordsWriter(records_partial) if same else RecordsWriter(records_partial, records_format)
         with _signals_stop_at_frame_end() as stop, tqdm(total=total, unit="frame", disable=not progress, desc=(output_path or records_path).name) as bar:
-            try:
-                for frame in source:
-                    stop.check()
-                    result = pipeline.process(frame)
+
+            def write_outputs(frame: Frame, result) -> None:
+                """Draw, encode and record one frame (on the output thread when pipelined)."""
+                nonlocal frames
+                if writer is not None:
+                    image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
+                    if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
+                        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                try:
                     if writer is not None:
-                        image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
-                        if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
-                            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-                    try:
-                        if writer is not None:
-                            writer.write(image)
-                        frames += 1
-                        if records is not None:
-                            records.write_frame([face_record(frame, face, info, crop_size) for face in result.faces])
-                    except (VideoWriteError, OutputWriteError) as error:
-                        if writer is not None:
-                            writer.abort()  # keep the video's whole fragments; nothing more onto a full disk
-                        kept = " and ".join(str(p) for p in (video_partial, records_partial) if p is not None)
-                        raise OutputWriteError(f"{error}; stopped after {frames} frames, kept in {kept}") from error
-                    if on_result is not None:
-                        on_result(frame, result)
-                    try:
-                        bar.update(1)
-                    except OSError:  # the terminal went away (SIGHUP): keep working without a bar
-                        bar.disable = True
-                stop.check()
-                finished = True
+                        writer.write(image)
+                    frames += 1
+                    if records is not None:
+                        records.write_frame([face_record(frame, face, info, crop_size) for face in result.faces])
+                except (VideoWriteError, OutputWriteError) as error:
+                    if writer is not None:
+                        writer.abort()  # keep the video's whole fragments; nothing more onto a full disk
+                    kept = " and ".join(str(p) for p in (video_partial, records_partial) if p is not None)
+                    raise OutputWriteError(f"{error}; stopped after {frames} frames, kept in {kept}") from error
+                if on_result is not None:
+                    on_result(frame, result)
+                try:
+                    bar.update(1)
+                except OSError:  # the terminal went away (SIGHUP): keep working without a bar
+                    bar.disable = True
+
+            # Pipelined: frame k's outputs are written on one output thread while frame k + 1 goes through the
+            # pipeline; at most one frame is in flight and its outputs are finished (or their error raised)
+            # before the next frame's are started, so the files hold the same frames as when run in turn.
+            outputs = ThreadPoolExecutor(1, thread_name_prefix="drtn-outputs") if pipelined else None
+            pending = None
+
+            def finish_pending() -> None:
+                nonlocal pending
+                if pending is not None:
+                    done, pending = pending, None
+                    done.result()  # raises the output thread's error here
+
+            try:
+                try:
+                    for frame in source:
+                        if stop.requested is not None:
+                            finish_pending()
+                            stop.check()
+                        result = pipeline.process(frame)
+                        finish_pending()
+                        if outputs is None:
+                            write_outputs(frame, result)
+                        else:
+                            pending = outputs.submit(write_outputs, frame, result)
+                    finish_pending()
+                    stop.check()
+                    finished = True
+                finally:
+                    if pending is not None:  # the pipeline failed or was interrupted: finish the frame in flight
+                        try:
+                            finish_pending()
+                        except Exception as error:  # noqa: BLE001 - the first error is the one to report
+                            LOGGER.warning("%s", error)
+                    if outputs is not None:
+                        outputs.shutdown(wait=True)
             except KeyboardInterrupt:  # StopRequested, or Ctrl-C off the main thread
                 finished = True  # the user's choice: the frames done are the result
                 raise

@@ -61,6 +61,33 @@ def test_writes_playable_video_and_records(make_pipeline, clip_path, tmp_path):
     assert np.abs(annotated.astype(int) - original.astype(int)).mean() > 2.0
 
 
+def test_pipelined_outputs_match_the_frames_written_in_turn(make_pipeline, clip_path, tmp_path):
+    """Outputs written on the output thread (the default) hold the same records and frames as written in
+    the caller's thread, and the overlay is called on that thread once per frame, in frame order."""
+    import threading
+
+    class Recording:
+        name = "recording"
+
+        def __init__(self):
+            self.calls = []
+
+        def draw(self, image, faces):
+            self.calls.append(threading.current_thread() is threading.main_thread())
+            return image
+
+    got = {}
+    for pipelined in (True, False):
+        overlay = Recording()
+        output, records = tmp_path / f"p{pipelined}.mp4", tmp_path / f"p{pipelined}.jsonl"
+        with VideoFileSource(clip_path, max_frames=8) as source:
+            summary = process_video(source, make_pipeline(), output, records, overlay, progress=False, pipelined=pipelined)
+        assert summary.frames == 8 and _count_frames(output) == 8 and len(overlay.calls) == 8
+        assert not any(overlay.calls) if pipelined else all(overlay.calls)
+        got[pipelined] = [(r["frame_index"], r["params"]) for r in _read_records(records)]
+    assert got[True] == got[False] and [index for index, _ in got[True]] == list(range(8))
+
+
 def test_interrupted_run_leaves_playable_partial_output(make_pipeline, clip_path, tmp_path):
     pipeline = make_pipeline()
     real_process = pipeline.process
