@@ -28,9 +28,16 @@ def _encode(canvas: np.ndarray, quality: int) -> bytes:
     return data.tobytes()
 
 
-def pack_corpus(corpus: Corpus, path: str | Path, max_bytes: int = 60 * MIB, quality: int = 90, seed: int = 0) -> dict:
-    """Write ``corpus`` to one ``.npz`` of at most ``max_bytes``; returns its summary (rows kept / dropped, bytes)."""
+def pack_corpus(
+    corpus: Corpus, path: str | Path, max_bytes: int = 60 * MIB, quality: int = 75, seed: int = 0, val_split: str | None = "val_helen",
+) -> dict:
+    """Write ``corpus`` to one ``.npz`` of at most ``max_bytes``; returns its summary (rows kept / dropped, bytes).
+
+    Only what training reads travels: the ``train`` rows and the real rows of ``val_split`` (None: every row).
+    """
     path = Path(path)
+    if val_split is not None:
+        corpus = corpus.select((corpus.splits == "train") | ((corpus.splits == val_split) & (corpus.kinds == "real")))
     blobs = [_encode(c, quality) for c in corpus.canvases]
     sizes = np.array([len(b) for b in blobs], np.int64)
     label_bytes = sum(getattr(corpus, name).nbytes for name in Corpus.FIELDS if name != "canvases")

@@ -217,18 +217,23 @@ def test_eval_set_cache_round_trip(tmp_path):
 def test_pack_fits_the_limit_keeps_validation_and_exact_labels(sphere_corpus, tmp_path):
     from training.pack import pack_corpus, summary_of, unpack_corpus
 
-    corpus = dataclasses.replace(sphere_corpus, splits=np.where(np.arange(len(sphere_corpus)) < 2, "val_helen", sphere_corpus.splits))
+    val = np.flatnonzero(sphere_corpus.kinds == "real")[:2]
+    splits = sphere_corpus.splits.astype("<U12")
+    splits[val] = "val_helen"
+    splits[val + 1] = "val_helen"  # a profile row of a validation face: training never reads it
+    corpus = dataclasses.replace(sphere_corpus, splits=splits)
     full = pack_corpus(corpus, tmp_path / "full.npz")
-    assert full["dropped_train_rows"] == 0
+    assert full["dropped_train_rows"] == 0 and full["rows"] == int((splits == "train").sum()) + 2
     limit = int(full["bytes"] * 0.6)
     small = pack_corpus(corpus, tmp_path / "small.npz", max_bytes=limit)
     assert small["bytes"] <= limit and small["dropped_train_rows"] > 0 and summary_of(tmp_path / "small.npz")["rows"] == small["rows"]
     back = unpack_corpus(tmp_path / "small.npz")
-    assert (back.splits == "val_helen").sum() == 2  # validation rows are never dropped
-    whole = unpack_corpus(tmp_path / "full.npz")
+    assert (back.splits == "val_helen").sum() == 2 and (back.kinds[back.splits == "val_helen"] == "real").all()  # kept
+    pack_corpus(corpus, tmp_path / "all.npz", val_split=None)
+    whole = unpack_corpus(tmp_path / "all.npz")
     assert np.array_equal(whole.pose_canvas, corpus.pose_canvas) and np.array_equal(whole.landmarks, corpus.landmarks)
     assert np.array_equal(whole.kinds, corpus.kinds) and np.allclose(whole.teacher_shapes, corpus.teacher_shapes, equal_nan=True)
-    assert np.abs(whole.canvases.astype(int) - corpus.canvases).mean() < 4  # JPEG q90
+    assert np.abs(whole.canvases.astype(int) - corpus.canvases).mean() < 6  # JPEG q75
     with pytest.raises(FileNotFoundError, match="packed corpus not found"):
         unpack_corpus(tmp_path / "missing.npz")
 
