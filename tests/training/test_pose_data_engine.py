@@ -260,3 +260,16 @@ def test_gpu_config_trains_two_steps_from_a_pack_on_cpu(sphere_corpus, assets_di
 
     state = read_checkpoint(out / "last.pt")
     assert state["step"] == 2 and "optimizer" in state and json.loads(state["train_config"])["model"] == "drtn_rt_wide"
+
+
+def test_loader_processes_give_the_same_training(sphere_corpus, morphable, tmp_path):
+    """Batches made ahead in worker processes are the batches of the step: the same weights, so resume stays exact."""
+    runs = []
+    for workers in (0, 2):
+        config = TrainConfig(batch_size=4, epochs=1, warmup_steps=1, max_steps=3, threads=1, val_limit=2, loader_workers=workers,
+                             context_augmentation=True)
+        trainer = Trainer(config, sphere_corpus, morphable, tmp_path / f"w{workers}")
+        trainer.train()
+        runs.append(trainer.model.state_dict())
+    for name, value in runs[0].items():
+        assert torch.equal(value, runs[1][name]), f"{name} differs with loader processes"
