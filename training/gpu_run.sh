@@ -38,10 +38,10 @@ case "${1:-}" in
     export PYTHONUNBUFFERED=1
     steps=()
     [ -n "${GPU_RUN_STEPS:-}" ] && steps=(--max-steps "$GPU_RUN_STEPS")
-    rm -rf "$OUT/run"
+    mkdir -p "$OUT" && rm -rf "$OUT/run"
     "$PY" main.py --assets "$PACK/assets" train --packed "$PACK/corpus.npz" --config "${GPU_RUN_CONFIG:-training/configs/gpu_wide.json}" \
       --device "${GPU_RUN_DEVICE:-cuda}" --loader-workers "${GPU_RUN_WORKERS:-12}" --out "$OUT/run" "${steps[@]}" \
-      2>&1 | tr '\r' '\n' | grep -v "it/s\]$" | tee "$OUT/train.log"
+      2>&1 | tr '\r' '\n' | { grep -v "it/s\]$" || true; } | tee "$OUT/train.log"
     "$PY" main.py train --out "$OUT/run" --package "$OUT/drtn_rt_wide.pt"
     cp "$OUT/run/metrics.jsonl" "$OUT/metrics.jsonl"
     [ -f "$OUT/run/curves.png" ] && cp "$OUT/run/curves.png" "$OUT/curves.png"

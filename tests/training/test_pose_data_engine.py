@@ -233,7 +233,7 @@ def test_pack_fits_the_limit_keeps_validation_and_exact_labels(sphere_corpus, tm
     whole = unpack_corpus(tmp_path / "all.npz")
     assert np.array_equal(whole.pose_canvas, corpus.pose_canvas) and np.array_equal(whole.landmarks, corpus.landmarks)
     assert np.array_equal(whole.kinds, corpus.kinds) and np.allclose(whole.teacher_shapes, corpus.teacher_shapes, equal_nan=True)
-    assert np.abs(whole.canvases.astype(int) - corpus.canvases).mean() < 6  # JPEG q75
+    assert np.abs(whole.canvases.astype(int) - corpus.canvases).mean() < 6  # JPEG q65
     with pytest.raises(FileNotFoundError, match="packed corpus not found"):
         unpack_corpus(tmp_path / "missing.npz")
 
