@@ -37,6 +37,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--packed", default=None, metavar="NPZ", help="train on a packed corpus (from --pack) instead of building one")
     train.add_argument("--device", default=None, help="torch device (cpu, cuda)")
     train.add_argument("--loader-workers", type=int, default=None, help="processes making batches ahead of the step")
+    train.add_argument("--average-with", default=None, metavar="PT", help="with --package: average the weights with this checkpoint (WiSE-FT)")
+    train.add_argument("--average-weight", type=float, default=0.5, help="with --average-with: share of OUT/last.pt in the average")
     train.add_argument("--package", default=None, metavar="PT", help="do not train: write OUT/last.pt as a shippable checkpoint (no optimiser) to PT")
     train.set_defaults(handler=run_train)
 
@@ -175,7 +177,8 @@ def run_train(args) -> int:
         source = Path(args.out or Path(args.work) / args.model) / "last.pt"
         if not source.is_file():
             raise FileNotFoundError(f"nothing to package: {source} does not exist")
-        LOGGER.info("packaged %s", package_weights(source, args.package, note=f"packaged from {source}"))
+        note = f"packaged from {source}" + (f", averaged {args.average_weight:g} : {1 - args.average_weight:g} with {args.average_with}" if args.average_with else "")
+        LOGGER.info("packaged %s", package_weights(source, args.package, note=note, average_with=args.average_with, weight=args.average_weight))
         return 0
     assets = _assets(args)
     morphable = MorphableModel.load(assets)

@@ -348,13 +348,28 @@ def _config_dict(config: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
-def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "") -> Path:
-    """Write a shippable checkpoint: the model and its config only (no optimiser), plus training provenance."""
+def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "", average_with: str | Path | None = None,
+                    weight: float = 1.0) -> Path:
+    """Write a shippable checkpoint: the model and its config only (no optimiser), plus training provenance.
+
+    With ``average_with`` (a checkpoint of the same config) the weights are ``weight x checkpoint + (1 - weight) x
+    average_with`` — a weight-space ensemble of a fine-tune and the model it started from (WiSE-FT), which keeps
+    the start's accuracy on what it knew and part of the fine-tune's gains.
+    """
     from drtn.model import load_model
 
     state = read_checkpoint(checkpoint_path)
     model = load_model(checkpoint_path)
     extra = {"step": int(state.get("step", 0)), "train_config": state.get("train_config", "{}"), "note": note}
+    if average_with is not None:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"average weight: expected a number in [0, 1], got {weight}")
+        other = load_model(average_with)
+        if other.config != model.config:
+            raise ValueError(f"cannot average {checkpoint_path} ({model.config.name}) with {average_with} ({other.config.name}): configs differ")
+        theirs = other.state_dict()
+        model.load_state_dict({k: weight * v + (1 - weight) * theirs[k] if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        extra["average"] = json.dumps({"with": str(average_with), "weight_of_this_run": weight})
     return save_checkpoint(out_path, model, extra)
 
 

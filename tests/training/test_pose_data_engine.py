@@ -273,3 +273,24 @@ def test_loader_processes_give_the_same_training(sphere_corpus, morphable, tmp_p
         runs.append(trainer.model.state_dict())
     for name, value in runs[0].items():
         assert torch.equal(value, runs[1][name]), f"{name} differs with loader processes"
+
+
+def test_package_can_average_with_the_start_model(tmp_path):
+    """--package --average-with: weight x run + (1 - weight) x other, same config only."""
+    from drtn.model import create_model, load_model, save_checkpoint
+    from training.trainer import package_weights
+
+    torch.manual_seed(0)
+    a, b = create_model("drtn_rt"), create_model("drtn_rt")
+    save_checkpoint(tmp_path / "a.pt", a, {"step": 3})
+    save_checkpoint(tmp_path / "b.pt", b)
+    package_weights(tmp_path / "a.pt", tmp_path / "out.pt", average_with=tmp_path / "b.pt", weight=0.2)
+    out = load_model(tmp_path / "out.pt").state_dict()
+    name = next(k for k, v in a.state_dict().items() if v.is_floating_point() and v.numel() > 10)
+    assert torch.allclose(out[name], 0.2 * a.state_dict()[name] + 0.8 * b.state_dict()[name], atol=1e-6)
+    assert not torch.allclose(out[name], a.state_dict()[name])
+    save_checkpoint(tmp_path / "wide.pt", create_model("drtn_rt_wide"))
+    with pytest.raises(ValueError, match="configs differ"):
+        package_weights(tmp_path / "a.pt", tmp_path / "x.pt", average_with=tmp_path / "wide.pt")
+    with pytest.raises(ValueError, match="average weight"):
+        package_weights(tmp_path / "a.pt", tmp_path / "x.pt", average_with=tmp_path / "b.pt", weight=1.5)
