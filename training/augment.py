@@ -16,6 +16,7 @@ import numpy as np
 from drtn import crop
 from drtn.params import NUM_PARAMS
 from training.corpus import Corpus
+from training.corruptions import random_context
 from training.geometry import pose_to_crop
 
 
@@ -36,7 +37,15 @@ class AugmentConfig:
     blur_probability: float = 0.2
     noise_probability: float = 0.2
     occlusion_probability: float = 0.3
+    # context changes of the robustness table (training.corruptions.random_context); 0 keeps the first recipe
+    context: tuple[tuple[str, float], ...] = ()
     enabled: bool = True  # False: the plain inference crop (validation)
+
+
+# The robustness table's kinds of change, each drawn for a share of the training crops (second recipe).
+CONTEXT_AUGMENTATION: tuple[tuple[str, float], ...] = (
+    ("background", 0.12), ("forehead", 0.1), ("occlude_part", 0.12), ("motion_blur", 0.1), ("downscale", 0.15), ("jpeg", 0.15),
+)
 
 
 def sample_crop_affine(landmarks: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
@@ -62,8 +71,12 @@ def sample_crop_affine(landmarks: np.ndarray, rng: np.random.Generator, config: 
     return np.concatenate([linear, offset[:, None]], axis=1)
 
 
-def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """Colour jitter, grayscale, blur, noise and random occluders on a BGR uint8 crop."""
+def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Colour jitter, grayscale, blur, noise and random occluders on a BGR uint8 crop; with ``config.context`` and
+    the crop's (68, 2) ``landmarks`` also the robustness table's changes (background, cut forehead, occluded eyes /
+    mouth, motion blur, low resolution, JPEG)."""
+    if config.context and landmarks is not None:
+        image = random_context(image, landmarks, rng, dict(config.context))
     out = image.astype(np.float32)
     out = out * rng.uniform(1 - config.contrast, 1 + config.contrast) + rng.uniform(-1, 1) * config.brightness * 64
     gray = out.mean(axis=2, keepdims=True)
@@ -92,6 +105,7 @@ class Batch:
     params: np.ndarray  # (N, 62) de-normalised labels in each crop's model frame
     landmarks: np.ndarray  # (N, 68, 2) target landmarks in crop pixels
     crops: np.ndarray  # (N, S, S, 3) uint8 (for inspection)
+    teacher_params: np.ndarray | None = None  # (N, 62) the peer's params in each crop's model frame (NaN rows: none)
 
 
 def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, config: AugmentConfig, keys: np.ndarray | None = None) -> Batch:
@@ -105,13 +119,17 @@ def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, confi
     crops = np.empty((len(indices), size, size, 3), np.uint8)
     params = np.empty((len(indices), NUM_PARAMS), np.float32)
     landmarks = np.empty((len(indices), 68, 2), np.float32)
+    teacher = np.full((len(indices), NUM_PARAMS), np.nan, np.float32)
     for row, (index, key) in enumerate(zip(indices, keys)):
         rng = np.random.default_rng([seed, epoch, int(key)])
         affine = sample_crop_affine(corpus.landmarks[index], rng, config)
         image = cv2.warpAffine(np.asarray(corpus.canvases[index]), affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        crops[row] = photometric(image, rng, config) if config.enabled else image
+        landmarks[row] = corpus.landmarks[index] @ affine[:, :2].T + affine[:, 2]
+        crops[row] = photometric(image, rng, config, landmarks[row]) if config.enabled else image
         pose = pose_to_crop(corpus.pose_canvas[index].astype(np.float64), affine, size)
         params[row, :12] = pose.reshape(12)
         params[row, 12:] = corpus.shapes[index]
-        landmarks[row] = corpus.landmarks[index] @ affine[:, :2].T + affine[:, 2]
-    return Batch(crop.normalize_crops(crops), params, landmarks, crops)
+        if np.isfinite(corpus.teacher_pose_canvas[index]).all():
+            teacher[row, :12] = pose_to_crop(corpus.teacher_pose_canvas[index].astype(np.float64), affine, size).reshape(12)
+            teacher[row, 12:] = corpus.teacher_shapes[index]
+    return Batch(crop.normalize_crops(crops), params, landmarks, crops, teacher)

@@ -32,12 +32,25 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=None, help="initial learning rate (paper 0.03)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     train.add_argument("--profile-fraction", type=float, default=0.5, help="share of training faces also profiled to large yaw")
+    train.add_argument("--profile-poses", choices=("yaw", "sphere"), default="yaw",
+                       help="where profiles go: 'yaw' (first recipe: 35-85 deg yaw) or 'sphere' (yaw to 90, pitch to 45, and both)")
+    train.add_argument("--profiles", default="", metavar="SPEC",
+                       help="profiles per profiled face: N, or per source 'N,300w=3,infanface=3' (default 1)")
+    train.add_argument("--workers", type=int, default=1, help="processes that build the corpus")
+    train.add_argument("--partial-corpus", action="store_true", help="train on the corpus shards built so far (sphere profiles) instead of finishing the build")
     train.add_argument("--video-records", default=None, metavar="DIR", help="also train on video frames pseudo-labelled by the peer: DIR holds NAME.jsonl from `main.py video NAME.mp4 --backend teacher --no-smoothing --records` (docs/training.md)")
     train.add_argument("--videos", default="../shared/samples/video,../shared/samples/video/liveportrait", help="comma list of folders holding the NAME.mp4 of --video-records")
     train.add_argument("--video-every", type=int, default=3, help="keep every N-th frame of the videos")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig fields (unknown keys are rejected)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     train.add_argument("--threads", type=int, default=None)
+    train.add_argument("--pack", default=None, metavar="NPZ", help="do not train: pack the prepared corpus (+ video frames) into one file of at most --pack-mib (for a GPU machine)")
+    train.add_argument("--pack-mib", type=float, default=60.0)
+    train.add_argument("--packed", default=None, metavar="NPZ", help="train on a packed corpus (from --pack) instead of building one")
+    train.add_argument("--device", default=None, help="torch device (cpu, cuda)")
+    train.add_argument("--loader-workers", type=int, default=None, help="processes making batches ahead of the step")
+    train.add_argument("--average-with", default=None, metavar="PT", help="with --package: average the weights with this checkpoint (WiSE-FT)")
+    train.add_argument("--average-weight", type=float, default=0.5, help="with --average-with: share of OUT/last.pt in the average")
     train.add_argument("--package", default=None, metavar="PT", help="do not train: write OUT/last.pt as a shippable checkpoint (no optimiser) to PT")
     train.set_defaults(handler=run_train)
 
@@ -51,15 +64,24 @@ def register(commands: argparse._SubParsersAction) -> None:
     ablation.add_argument("--epochs", type=int, default=4)
     ablation.add_argument("--max-steps", type=int, default=None)
     ablation.add_argument("--profile-fraction", type=float, default=0.5)
+    ablation.add_argument("--profile-poses", choices=("yaw", "sphere"), default="yaw")
+    ablation.add_argument("--profiles", default="")
+    ablation.add_argument("--workers", type=int, default=1)
     ablation.set_defaults(handler=run_ablation_command)
 
     evaluate = commands.add_parser("eval", help="NME tables (Table I layout) and CED plots, our model beside the peer teacher")
     evaluate.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled model)")
     evaluate.add_argument("--data", default="../shared/data", help="landmark corpus folder")
-    evaluate.add_argument("--splits", default="val_helen,val_afw,val_infant", help="held-out splits of the landmark corpus ('' for none)")
+    evaluate.add_argument("--splits", default="val_helen,val_afw,val_infant,val_pose",
+                          help="held-out splits of the landmark corpus ('' for none); val_pose: the real large-pose set (training/splits/large_pose.json)")
+    evaluate.add_argument("--robustness", default="val_helen,val_afw,val_pose",
+                          help="held-out sets (of --splits) whose faces make the robustness table ('' to skip)")
     evaluate.add_argument("--profiled", default="", help="held-out splits to also evaluate turned to 30-85 deg yaw by face profiling (synthetic large-pose check), e.g. val_helen")
     evaluate.add_argument("--aflw2000", default=None, help="an AFLW2000-3D-format folder (image + .mat with pt3d_68)")
     evaluate.add_argument("--no-teacher", action="store_true", help="skip the 3DDFA_V2 peer")
+    evaluate.add_argument("--baseline", default=None, metavar="PT",
+                          help="a second checkpoint in the same run (e.g. drtn/weights/drtn_rt.pt when --checkpoint is a new model)")
+    evaluate.add_argument("--cache", default="runs/eval_sets", help="folder caching the held-out sets (crops + ground-truth pose fits; '' : none)")
     evaluate.add_argument("--limit", type=int, default=0, help="first N faces per set (0: all)")
     evaluate.add_argument("--out", default="runs/eval", help="report folder (report.md, ced_*.png)")
     evaluate.set_defaults(handler=run_eval)
@@ -71,11 +93,42 @@ def _assets(args):
     return find_assets(args.assets, BFM_FILES + (TEACHER_FILE,))
 
 
+def parse_profiles(spec: str) -> tuple[float, dict[str, float]]:
+    """``'2,300w=3,youtube_faces_68=0.3'`` -> (2, {'300w': 3, 'youtube_faces_68': 0.3}); '' -> (1, {})."""
+    per_face, per_source = 1, {}
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        try:
+            if "=" in part:
+                source, count = part.split("=", 1)
+                per_source[source.strip()] = float(count)
+            else:
+                per_face = float(part)
+        except ValueError:
+            raise ValueError(f"--profiles: expected N or SOURCE=N items, got {part!r}") from None
+    return per_face, per_source
+
+
+def corpus_folder_name(args) -> str:
+    """Corpus cache folder of the profiling options (the first recipe keeps its old name)."""
+    name = f"corpus_p{int(round(100 * args.profile_fraction))}"
+    poses, spec = getattr(args, "profile_poses", "yaw"), getattr(args, "profiles", "")
+    if poses != "yaw" or spec:
+        name += f"_{poses}_" + (spec.replace(",", "_").replace("=", "") or "1")
+    return name
+
+
 def prepare_corpus(args, assets, morphable):
-    """Labels (3DMM fits) and the canvas corpus, built once into ``--work`` and reused."""
-    from training.corpus import Corpus, build_corpus
-    from training.datasets import load_corpus
+    """Labels (3DMM fits) and the canvas corpus, built once into ``--work`` and reused.
+
+    The label file keeps the splits it was made with; the large-pose set's photos / identities
+    (training/splits/large_pose.json) are taken out of training here, so they never train whatever the cache holds.
+    """
+    import dataclasses
+
+    from training.corpus import Corpus, ProfilingPlan, build_corpus, build_corpus_shards, load_shards
+    from training.datasets import apply_large_pose_holdout, load_corpus
     from training.labels import LabelSet, make_labels
+    from training.profiling import ProfilePoseConfig
     from training.teacher import peer_predictor
 
     work = Path(args.work)
@@ -85,12 +138,23 @@ def prepare_corpus(args, assets, morphable):
     else:
         labels = make_labels(load_corpus(args.data), morphable, peer_predictor(assets))
         labels.save(labels_path)
-    corpus_dir = work / f"corpus_p{int(round(100 * args.profile_fraction))}"
-    try:
-        corpus = Corpus.load(corpus_dir)
-    except FileNotFoundError:
-        corpus = build_corpus(labels, morphable, profile_fraction=args.profile_fraction)
-        corpus.save(corpus_dir)
+    labels = dataclasses.replace(labels, splits=apply_large_pose_holdout(labels.splits, labels.groups))
+    corpus_dir = work / corpus_folder_name(args)
+    per_face, per_source = parse_profiles(getattr(args, "profiles", ""))
+    poses = ProfilePoseConfig() if getattr(args, "profile_poses", "yaw") == "sphere" else None
+    plan = ProfilingPlan(fraction=args.profile_fraction, per_face=per_face, per_source=per_source, poses=poses)
+    if poses is not None:  # second recipe: sharded, resumable build; --partial-corpus trains on the shards built so far
+        if getattr(args, "partial_corpus", False) and (corpus_dir / "real" / "canvases.npy").is_file():
+            corpus = load_shards(corpus_dir)
+        else:
+            corpus = build_corpus_shards(labels, morphable, plan, corpus_dir, workers=getattr(args, "workers", 1))
+    else:
+        try:
+            corpus = Corpus.load(corpus_dir)
+        except FileNotFoundError:
+            corpus = build_corpus(labels, morphable, plan=plan, workers=getattr(args, "workers", 1))
+            corpus.save(corpus_dir)
+    corpus.splits = apply_large_pose_holdout(corpus.splits, corpus.groups)
     if getattr(args, "video_records", None):
         corpus = Corpus.concat([corpus, _video_corpus(args, assets, morphable)])
     LOGGER.info("training corpus: %s", corpus.summary())
@@ -125,16 +189,29 @@ def run_train(args) -> int:
         source = Path(args.out or Path(args.work) / args.model) / "last.pt"
         if not source.is_file():
             raise FileNotFoundError(f"nothing to package: {source} does not exist")
-        LOGGER.info("packaged %s", package_weights(source, args.package, note=f"packaged from {source}"))
+        note = f"packaged from {source}" + (f", averaged {args.average_weight:g} : {1 - args.average_weight:g} with {args.average_with}" if args.average_with else "")
+        LOGGER.info("packaged %s", package_weights(source, args.package, note=note, average_with=args.average_with, weight=args.average_weight))
         return 0
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     values = json.loads(config_path(args.config).read_text()) if args.config else {}
-    overrides = {"model": args.model, "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
-                 "max_steps": args.max_steps, "threads": args.threads}
+    overrides = {"model": args.model if args.model != "drtn_rt" or "model" not in values else None, "epochs": args.epochs,
+                 "batch_size": args.batch_size, "learning_rate": args.lr, "max_steps": args.max_steps, "threads": args.threads,
+                 "device": args.device, "loader_workers": args.loader_workers}
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig.from_dict(values)
-    corpus = prepare_corpus(args, assets, morphable)
+    if args.pack:
+        from training.pack import MIB, pack_corpus
+
+        summary = pack_corpus(prepare_corpus(args, assets, morphable), args.pack, int(args.pack_mib * MIB))
+        LOGGER.info("packed corpus %s: %s", args.pack, json.dumps(summary))
+        return 0
+    if args.packed:
+        from training.pack import unpack_corpus
+
+        corpus = unpack_corpus(args.packed)
+    else:
+        corpus = prepare_corpus(args, assets, morphable)
     out = Path(args.out or Path(args.work) / config.model)
     trainer = Trainer(config, corpus, morphable, out)
     if args.resume and trainer.checkpoint_path().is_file():
@@ -176,12 +253,15 @@ def run_eval(args) -> int:
     teacher = peer_predictor(assets)  # the peer's column, and the initial guess of the ground-truth yaw fits
     model = load_model(args.checkpoint) if args.checkpoint else load_default_model()
     methods = [("DRTN (ours)", ev.torch_predictor(model, morphable))]
+    if args.baseline:
+        methods.append((f"DRTN {Path(args.baseline).stem}", ev.torch_predictor(load_model(args.baseline), morphable)))
     if not args.no_teacher:
         methods.append(("3DDFA_V2 teacher", teacher))
     methods.append(("mean face", ev.mean_face_predictor(morphable)))
     sets = []
     for split in [s for s in args.splits.split(",") if s]:
-        sets.append(ev.landmark_eval_set(args.data, split, morphable, teacher, args.limit))
+        sets.append(ev.cached_eval_set(args.cache, f"{split}_n{args.limit}",
+                                       lambda split=split: ev.landmark_eval_set(args.data, split, morphable, teacher, args.limit)))
     for split in [s for s in args.profiled.split(",") if s]:
         sets.append(ev.profiled_eval_set(args.data, split, morphable, teacher, args.limit))
     if args.aflw2000:
@@ -189,7 +269,15 @@ def run_eval(args) -> int:
     if not sets:
         raise ValueError("nothing to evaluate: give --splits and/or --aflw2000")
     results = [(s, [ev.evaluate(s, predict, morphable, name) for name, predict in methods]) for s in sets]
-    report = ev.write_report(results, args.out)
+    extra = []
+    wanted = [n for n in args.robustness.split(",") if n]
+    if wanted:
+        pooled = [s for s in sets if s.name in wanted]
+        if len(pooled) != len(wanted):
+            raise ValueError(f"--robustness: sets {sorted(set(wanted) - {s.name for s in pooled})} are not among --splits")
+        robust = ev.robustness_set(pooled, "+".join(wanted))
+        extra.append(ev.format_robustness_table(robust, ev.robustness_results(robust, methods, morphable)))
+    report = ev.write_report(results, args.out, extra)
     print(report.read_text())  # the table is the command's output
     LOGGER.info("report written to %s", report)
     return 0

@@ -7,11 +7,14 @@ Formats:
 - AFLW2000-3D ``.mat`` (pt3d_68 (3, 68), Pose_Para).
 
 The corpus (``../shared/data``): 300W AFW + HELEN train/test, YouTube Faces frames, InfAnFace. Splits are by
-photo/identity: HELEN test, AFW and InfAnFace test are held out; everything else trains.
+photo/identity: HELEN test, AFW and InfAnFace test are held out; the photos / YouTube Faces identities listed in
+``training/splits/large_pose.json`` (the real large-pose validation set, :func:`large_pose_faces`) are held out
+too (split ``heldout_pose``); everything else trains.
 """
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,10 @@ from drtn.params import euler_to_rotation
 LOGGER = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+# The real large-pose validation set: which faces, and which training photos / identities it took out of training.
+LARGE_POSE_FILE = Path(__file__).resolve().parent / "splits" / "large_pose.json"
+HELDOUT_POSE_SPLIT = "heldout_pose"  # training-source faces whose photo / identity is in the large-pose set
 
 # Mirror permutation of the iBUG 68-point scheme (point k of a flipped face is point FLIP_68[k] of the original).
 FLIP_68 = np.array(
@@ -107,8 +114,26 @@ def load_landmark_csv(csv_path: str | Path, image_root: str | Path, source: str,
     return samples
 
 
-def load_corpus(data_root: str | Path) -> list[LandmarkSample]:
-    """The shared real-face corpus with its splits (HELEN test, AFW, InfAnFace test held out)."""
+def read_large_pose_file(path: str | Path = LARGE_POSE_FILE) -> dict:
+    """The large-pose set definition: ``{"criterion", "groups", "faces": [{"image", "group", "origin", "yaw", "pitch"}]}``.
+
+    ``groups`` are the photo / identity keys taken out of training; ``faces`` the set's faces (image paths
+    relative to the data folder, |yaw| / |pitch| in degrees of the 3DMM fit to the annotation, ``origin`` the split
+    the face had before the set existed: ``train`` (the bundled model trained on it) or a ``val_*`` split).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"large-pose set definition not found: {path} (make it with `python -m training.heldout`)")
+    data = json.loads(path.read_text())
+    for key in ("groups", "faces"):
+        if key not in data:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return data
+
+
+def load_corpus(data_root: str | Path, large_pose_file: str | Path | None = LARGE_POSE_FILE) -> list[LandmarkSample]:
+    """The shared real-face corpus with its splits (HELEN test, AFW, InfAnFace test held out; the photos /
+    identities of the large-pose set held out as ``heldout_pose`` when ``large_pose_file`` exists)."""
     root = Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root} (pass --data, e.g. ../shared/data)")
@@ -124,8 +149,38 @@ def load_corpus(data_root: str | Path) -> list[LandmarkSample]:
         infant / "labels.csv", infant, "infanface",
         split_of=lambda row: "val_infant" if row["partition"].endswith("test") else "train",
     )
+    if large_pose_file is not None and Path(large_pose_file).is_file():
+        held = set(read_large_pose_file(large_pose_file)["groups"])
+        samples = [
+            LandmarkSample(s.image_path, s.landmarks, s.source, HELDOUT_POSE_SPLIT, s.group) if s.split == "train" and s.group in held else s
+            for s in samples
+        ]
     LOGGER.info("corpus: %d faces (%s)", len(samples), ", ".join(f"{s}={sum(x.split == s for x in samples)}" for s in sorted({x.split for x in samples})))
     return samples
+
+
+def apply_large_pose_holdout(splits: np.ndarray, groups: np.ndarray, large_pose_file: str | Path = LARGE_POSE_FILE) -> np.ndarray:
+    """(N,) splits with every ``train`` row whose group is in the large-pose set's held-out groups turned into
+    ``heldout_pose`` (for label files and corpora cached before the set existed). Rows without a group ('')
+    keep their split."""
+    splits = np.asarray(splits).astype(object)
+    if not Path(large_pose_file).is_file():
+        return splits.astype(str)
+    held = set(read_large_pose_file(large_pose_file)["groups"])
+    moved = (splits == "train") & np.isin(np.asarray(groups, dtype=str), list(held))
+    splits[moved] = HELDOUT_POSE_SPLIT
+    return splits.astype(str)
+
+
+def large_pose_faces(data_root: str | Path, large_pose_file: str | Path = LARGE_POSE_FILE) -> tuple[list[LandmarkSample], list[dict]]:
+    """The faces of the real large-pose validation set (``val_pose``) and their entries in the set file."""
+    root = Path(data_root)
+    entries = read_large_pose_file(large_pose_file)["faces"]
+    by_path = {s.image_path.resolve().relative_to(root.resolve()).as_posix(): s for s in load_corpus(root, large_pose_file)}
+    missing = [e["image"] for e in entries if e["image"] not in by_path]
+    if missing:
+        raise FileNotFoundError(f"{large_pose_file}: {len(missing)} faces not in {root} (first: {missing[0]})")
+    return [by_path[e["image"]] for e in entries], entries
 
 
 # ---------------------------------------------------------------------------------------------- .mat formats

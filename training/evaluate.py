@@ -2,8 +2,13 @@
 
 Protocol (3DDFA's): each face is cropped from its ground-truth 68 landmarks with the inference crop policy
 (:func:`drtn.crop.roi_box_from_landmarks`), every method sees the very same 120x120 crops, NME2D is normalised by
-``sqrt(w * h)`` of the ground-truth landmark box. Yaw bins use the ground-truth yaw: AFLW2000-3D's Pose_Para, or
-for landmark-only data the yaw of a 3DMM fit to the annotation (:mod:`training.labels`).
+``sqrt(w * h)`` of the ground-truth landmark box. Yaw (and pitch) bins use the ground-truth pose: AFLW2000-3D's
+Pose_Para, or for landmark-only data the pose of a 3DMM fit to the annotation (:mod:`training.labels`).
+
+Sets: the held-out splits of the landmark corpus (HELEN test, AFW, InfAnFace test) and ``val_pose``, the real
+large-pose set (faces beyond 30 degrees of yaw or 25 of pitch, held out by photo / identity:
+:mod:`training.heldout`). The robustness table runs every method on held-out faces under the changes of
+:mod:`training.corruptions` (grayscale, half resolution, JPEG, motion blur, occluders, new background, cut forehead).
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from drtn import crop
 from drtn.metrics import ced_auc, nme_2d, nme_3d, plot_ced, yaw_bin_table
 from drtn.morphable import MorphableModel
 from drtn.params import pose_angles_degrees
-from training.datasets import find_mat_samples, load_corpus, read_mat_sample
+from training.corruptions import ROBUSTNESS_CONDITIONS, corrupt_crops
+from training.datasets import find_mat_samples, large_pose_faces, load_corpus, read_mat_sample
 from training.labels import fit_params, read_image
 from training.teacher import Predictor
 
@@ -35,6 +41,9 @@ class EvalSet:
     landmarks: np.ndarray  # (N, 68, 2) ground truth, image pixels
     landmarks_3d: np.ndarray | None  # (N, 68, 3) ground truth when known
     yaw_degrees: np.ndarray  # (N,)
+    pitch_degrees: np.ndarray | None = None  # (N,) |pitch| when known
+    tags: np.ndarray | None = None  # (N,) str subset of each face (val_pose: its origin), for a per-subset table
+    paths: np.ndarray | None = None  # (N,) str image file of each face (robustness pools faces of several sets)
 
 
 @dataclass(frozen=True)
@@ -64,9 +73,10 @@ def mean_face_predictor(morphable: MorphableModel) -> Predictor:
     return lambda crops: np.repeat(morphable.stats.mean[None].astype(np.float64), len(crops), axis=0)
 
 
-def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher: Predictor, limit: int):
+def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher: Predictor, limit: int, samples=None):
     """Images, inference-policy ROI boxes, crops, annotated landmarks and a 3DMM fit to them, for one split."""
-    samples = [s for s in load_corpus(data_root) if s.split == split]
+    if samples is None:
+        samples = [s for s in load_corpus(data_root) if s.split == split]
     if not samples:
         raise ValueError(f"no faces in split {split!r} of {data_root}")
     if limit:
@@ -81,11 +91,44 @@ def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher: P
     return images, boxes, crops, landmarks, fitted
 
 
+VAL_POSE = "val_pose"
+ORIGIN_NAMES = {"train": "bundled stage 2 trained on these", "val_helen": "HELEN test", "val_afw": "AFW", "val_infant": "InfAnFace test"}
+
+
 def landmark_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0) -> EvalSet:
-    """A held-out split of the landmark corpus (e.g. ``val_helen``, ``val_afw``, ``val_infant``)."""
-    _, boxes, crops, landmarks, fitted = _held_out_faces(data_root, split, morphable, teacher, limit)
-    yaw = np.abs(pose_angles_degrees(fitted)[:, 0])
-    return EvalSet(split, crops, boxes, landmarks, None, yaw)
+    """A held-out split of the landmark corpus (``val_helen``, ``val_afw``, ``val_infant``) or ``val_pose``, the
+    real large-pose set (tagged by origin: which faces the first bundled model trained on)."""
+    samples, tags = None, None
+    if split == VAL_POSE:
+        samples, entries = large_pose_faces(data_root)
+        tags = np.array([ORIGIN_NAMES.get(e["origin"], e["origin"]) for e in entries])
+        if limit:
+            tags = tags[:limit]
+    _, boxes, crops, landmarks, fitted = _held_out_faces(data_root, split, morphable, teacher, limit, samples)
+    if samples is None:
+        samples = [s for s in load_corpus(data_root) if s.split == split]
+    paths = np.array([str(Path(s.image_path).resolve()) for s in samples][: len(crops)])
+    angles = np.abs(pose_angles_degrees(fitted))
+    return EvalSet(split, crops, boxes, landmarks, None, angles[:, 0], angles[:, 1], tags, paths)
+
+
+def cached_eval_set(folder: str | Path | None, key: str, make) -> EvalSet:
+    """``make()``'s set, stored as ``folder/key.npz`` the first time and read back after (the ground-truth pose
+    fits take minutes on a busy CPU); ``folder`` '' or None: no cache. Delete the folder when the data changes."""
+    if not folder:
+        return make()
+    path = Path(folder) / f"{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as data:
+            values = {name: (data[name] if name in data.files else None) for name in EvalSet.__dataclass_fields__ if name != "name"}
+            return EvalSet(name=str(data["set_name"]), **values)
+    eval_set = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {name: getattr(eval_set, name) for name in EvalSet.__dataclass_fields__ if name != "name" and getattr(eval_set, name) is not None}
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, set_name=np.array(eval_set.name), **arrays)
+    tmp.replace(path)
+    return eval_set
 
 
 def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0, seed: int = 0) -> EvalSet:
@@ -143,6 +186,78 @@ def evaluate(eval_set: EvalSet, predictor: Predictor, morphable: MorphableModel,
 
 
 ROLL_BINS_DEGREES = ((0.0, 30.0), (30.0, 60.0), (60.0, 180.0))
+PITCH_BINS_DEGREES = ((0.0, 15.0), (15.0, 25.0), (25.0, 40.0), (40.0, 180.0))
+
+
+def format_pitch_table(eval_set: EvalSet, results: list[MethodResult]) -> str:
+    """NME2D % per |pitch| bin (looking up / down; pitch of the ground-truth pose)."""
+    if eval_set.pitch_degrees is None:
+        return ""
+    return _binned_table("pitch", np.abs(eval_set.pitch_degrees), PITCH_BINS_DEGREES, results)
+
+
+def format_subset_table(eval_set: EvalSet, results: list[MethodResult]) -> str:
+    """NME2D % per subset tag (val_pose: where its faces come from)."""
+    if eval_set.tags is None:
+        return ""
+    names = sorted(set(eval_set.tags.tolist()))
+    masks = [eval_set.tags == n for n in names]
+    header = "| method (by subset) | " + " | ".join(f"{n} ({int(m.sum())})" for n, m in zip(names, masks)) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 1)]
+    for result in results:
+        lines.append(f"| {result.method} | " + " | ".join(_pct(result.nme2d[m].mean()) for m in masks) + " |")
+    return "\n".join(lines)
+
+
+def _binned_table(what: str, values: np.ndarray, bins, results: list[MethodResult]) -> str:
+    masks = [(values >= low) & (values < high) for low, high in bins]
+    names = [f"[{low:g},{high:g}]" if high < 180 else f">{low:g}" for low, high in bins]
+    header = f"| method (by \\|{what}\\|) | " + " | ".join(f"{n} ({int(m.sum())})" for n, m in zip(names, masks)) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 1)]
+    for result in results:
+        cells = [_pct(result.nme2d[m].mean()) if m.any() else "-" for m in masks]
+        lines.append(f"| {result.method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_set(eval_sets: list[EvalSet], name: str = "robustness") -> EvalSet:
+    """The faces of several held-out sets, each once (by image file), for the robustness table."""
+    seen, rows = set(), []
+    for eval_set in eval_sets:
+        if eval_set.paths is None:
+            raise ValueError(f"set {eval_set.name} has no image paths: robustness needs landmark-corpus sets")
+        for i, path in enumerate(eval_set.paths):
+            if path not in seen:
+                seen.add(path)
+                rows.append((eval_set, i))
+    take = lambda field: np.stack([getattr(s, field)[i] for s, i in rows])  # noqa: E731
+    return EvalSet(name, take("crops"), take("roi_boxes"), take("landmarks"), None, take("yaw_degrees"),
+                   take("pitch_degrees") if all(s.pitch_degrees is not None for s, _ in rows) else None, None, take("paths"))
+
+
+def robustness_results(eval_set: EvalSet, methods: list[tuple[str, Predictor]], morphable: MorphableModel,
+                       conditions: list[str] | None = None, seed: int = 0) -> dict[str, list[MethodResult]]:
+    """Every method on the same crops under each condition of :data:`training.corruptions.ROBUSTNESS_CONDITIONS`."""
+    landmarks_crop = np.stack([crop.image_to_crop(lm.T, box).T for lm, box in zip(eval_set.landmarks, eval_set.roi_boxes)])
+    out = {}
+    for condition in conditions or list(ROBUSTNESS_CONDITIONS):
+        crops = corrupt_crops(eval_set.crops, landmarks_crop, condition, seed)
+        changed = EvalSet(eval_set.name, crops, eval_set.roi_boxes, eval_set.landmarks, None, eval_set.yaw_degrees)
+        out[condition] = [evaluate(changed, predict, morphable, name) for name, predict in methods]
+    return out
+
+
+def format_robustness_table(eval_set: EvalSet, results: dict[str, list[MethodResult]]) -> str:
+    """Rows: conditions; columns: methods (mean NME2D %); the last column is our change from the clean crops."""
+    methods = [r.method for r in next(iter(results.values()))]
+    header = "| condition | " + " | ".join(methods) + " | ours vs clean |"
+    lines = [f"**Robustness** ({len(eval_set.crops)} held-out faces: {eval_set.name}; NME2D %, same crops for every method)", "",
+             header, "|" + "---|" * (len(methods) + 2)]
+    clean = results.get("clean", [None])[0]
+    for condition, row in results.items():
+        delta = f"{100 * (row[0].nme2d.mean() - clean.nme2d.mean()):+.2f}" if clean is not None else "-"
+        lines.append(f"| {condition} | " + " | ".join(_pct(r.nme2d.mean()) for r in row) + f" | {delta} |")
+    return "\n".join(lines)
 
 
 def eye_line_roll_degrees(landmarks: np.ndarray) -> np.ndarray:
@@ -184,17 +299,20 @@ def _pct(value: float) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
 
 
-def write_report(eval_sets_results: list[tuple[EvalSet, list[MethodResult]]], out_dir: str | Path) -> Path:
-    """Markdown tables + one CED PNG per set into ``out_dir``; returns the markdown path."""
+def write_report(eval_sets_results: list[tuple[EvalSet, list[MethodResult]]], out_dir: str | Path, extra: list[str] = ()) -> Path:
+    """Markdown tables (yaw, pitch, roll, subsets) + one CED PNG per set into ``out_dir``, then ``extra``
+    markdown parts (the robustness table); returns the markdown path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = []
     for eval_set, results in eval_sets_results:
         parts.append(format_table(eval_set, results))
+        parts += [t for t in (format_pitch_table(eval_set, results), format_subset_table(eval_set, results)) if t]
         parts.append(format_roll_table(eval_set, results))
         png = out_dir / f"ced_{eval_set.name}.png"
         plot_ced({r.method: r.nme2d for r in results}, png, title=f"CED, NME2D, {eval_set.name}")
         parts.append(f"\n![CED {eval_set.name}]({png.name})\n")
+    parts += list(extra)
     report = out_dir / "report.md"
     tmp = report.with_suffix(".md.tmp")
     tmp.write_text("\n\n".join(parts) + "\n")

@@ -1,7 +1,7 @@
 """Face profiling (as 300W-LP): rotate a fitted face in 3D and re-render its own image texture.
 
-Given an image and its fitted 62 params, the face is turned by ``delta_yaw`` about its own centre (and may get a
-new expression); every output pixel on the new face takes its colour from where the same surface point was in
+Given an image and its fitted 62 params, the face is turned by ``delta_yaw`` (and ``delta_pitch``: looking up or
+down) about its own centre (and may get a new expression); every output pixel on the new face takes its colour from where the same surface point was in
 the source image (the dense mesh, rasterised by point splatting with a z-buffer), and the background moves
 with a smooth displacement field that follows the face border, so no ghost of the old face remains beside the
 new one. The labels of the new image follow exactly from the transform: the new pose, same identity, the
@@ -33,6 +33,7 @@ class ProfiledFace:
     roi_box: np.ndarray  # (4,) box from ``landmarks`` (inference crop policy)
     params: np.ndarray  # (62,) model frame of ``roi_box``
     yaw_degrees: float
+    pitch_degrees: float = 0.0
 
 
 def lift_similarity(affine: np.ndarray) -> np.ndarray:
@@ -81,12 +82,52 @@ def sample_target_yaw(current_yaw_degrees: float, rng: np.random.Generator, low:
     return float(magnitude * side)
 
 
-def rotate_params(params: np.ndarray, delta_yaw: float, centre_model: np.ndarray, new_expression: np.ndarray | None = None) -> np.ndarray:
-    """Turn a face by ``delta_yaw`` radians about its centre (model space point (3,)), in the same model frame."""
+def sample_profile_pose(
+    current_yaw_degrees: float, current_pitch_degrees: float, rng: np.random.Generator, config: "ProfilePoseConfig"
+) -> tuple[float, float]:
+    """Target (yaw, pitch) in degrees for one profile: yaw only, pitch only or both (``config`` shares).
+
+    Yaw turns further the way the face already looks (:func:`sample_target_yaw`); pitch goes up or down at random
+    (further the way it already looks when it is already beyond 10 degrees). Untouched angles stay as they are.
+    """
+    draw = rng.random()
+    yaw, pitch = current_yaw_degrees, current_pitch_degrees
+    if draw < config.yaw_only + config.both:
+        low, high = config.yaw_range if draw < config.yaw_only else config.both_yaw_range
+        yaw = sample_target_yaw(current_yaw_degrees, rng, low, high)
+    if draw >= config.yaw_only:
+        low, high = config.pitch_range if draw >= config.yaw_only + config.both else config.both_pitch_range
+        magnitude = rng.uniform(low, high)
+        side = np.sign(current_pitch_degrees) if abs(current_pitch_degrees) > 10 else rng.choice([-1, 1])
+        pitch = float(magnitude * side)
+    return float(yaw), float(pitch)
+
+
+@dataclass(frozen=True)
+class ProfilePoseConfig:
+    """Where profiles go on the pose sphere: shares of yaw-only / both (the rest: pitch only) and their ranges."""
+
+    yaw_only: float = 0.45
+    both: float = 0.30
+    yaw_range: tuple[float, float] = (35.0, 90.0)
+    pitch_range: tuple[float, float] = (20.0, 45.0)
+    both_yaw_range: tuple[float, float] = (25.0, 75.0)
+    both_pitch_range: tuple[float, float] = (15.0, 40.0)
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.yaw_only and 0 <= self.both and self.yaw_only + self.both <= 1):
+            raise ValueError(f"ProfilePoseConfig: shares yaw_only={self.yaw_only}, both={self.both} must be >= 0 and sum to <= 1")
+
+
+def rotate_params(
+    params: np.ndarray, delta_yaw: float, centre_model: np.ndarray, new_expression: np.ndarray | None = None, delta_pitch: float = 0.0
+) -> np.ndarray:
+    """Turn a face by ``delta_yaw`` (and ``delta_pitch``) radians of its Euler angles about its centre (model
+    space point (3,)), in the same model frame."""
     fp = FaceParams.from_array(np.asarray(params, dtype=np.float64))
     scale, rotation, translation = decompose_pose(fp.pose)
     pitch, yaw, roll = rotation_to_euler(rotation)[0]
-    new_rotation = euler_to_rotation(pitch, yaw + delta_yaw, roll)[0]
+    new_rotation = euler_to_rotation(pitch + delta_pitch, yaw + delta_yaw, roll)[0]
     centre = centre_model.reshape(3)
     new_translation = translation[0] + scale[0] * (rotation[0] @ centre - new_rotation @ centre)
     pose = compose_pose(scale, new_rotation[None], new_translation[None])
@@ -103,8 +144,10 @@ def profile_face(
     new_expression: np.ndarray | None = None,
     canvas_size: int = 256,
     canvas_margin: float = 1.25,
+    delta_pitch_degrees: float = 0.0,
 ) -> ProfiledFace:
-    """Render ``image``'s face turned by ``delta_yaw_degrees`` (and with ``new_expression``) on a square canvas.
+    """Render ``image``'s face turned by ``delta_yaw_degrees`` / ``delta_pitch_degrees`` (and with
+    ``new_expression``) on a square canvas.
 
     Args:
         image: (H, W, 3) uint8 BGR.
@@ -117,7 +160,7 @@ def profile_face(
     old = FaceParams.from_array(np.asarray(params, dtype=np.float64))
     shape_old = dense.vertices(old.identity, old.expression)[0]  # (3, K) model space
     centre = shape_old[:, on_face].mean(axis=1)
-    new_params = rotate_params(params, np.radians(delta_yaw_degrees), centre, new_expression)
+    new_params = rotate_params(params, np.radians(delta_yaw_degrees), centre, new_expression, np.radians(delta_pitch_degrees))
     new = FaceParams.from_array(new_params)
     shape_new = dense.vertices(new.identity, new.expression)[0]
 
@@ -171,5 +214,5 @@ def profile_face(
     pose_model = pose_to_crop(pose_canvas, crop.image_to_crop_affine(roi_canvas))
     out_params = FaceParams(pose_model[None], new.identity, new.expression).to_array()[0]
     _, rotation, _ = decompose_pose(new.pose)
-    yaw = float(np.degrees(rotation_to_euler(rotation)[0, 1]))
-    return ProfiledFace(rendered, landmarks_canvas, roi_canvas, out_params.astype(np.float32), yaw)
+    pitch, yaw, _ = np.degrees(rotation_to_euler(rotation)[0])
+    return ProfiledFace(rendered, landmarks_canvas, roi_canvas, out_params.astype(np.float32), float(yaw), float(pitch))

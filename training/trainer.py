@@ -29,7 +29,7 @@ from drtn.metrics import nme_2d
 from drtn.model import create_model, save_checkpoint
 from drtn.model.io import load_state_dict_strict, read_checkpoint
 from drtn.morphable import MorphableModel
-from training.augment import AugmentConfig, make_batch
+from training.augment import CONTEXT_AUGMENTATION, AugmentConfig, make_batch
 from training.corpus import Corpus
 
 LOGGER = logging.getLogger(__name__)
@@ -74,6 +74,15 @@ class TrainConfig:
     # e.g. {"300w": 3, "infanface": 4} rebalances a corpus that YouTube Faces frames dominate
     source_repeats: dict[str, int] = field(default_factory=dict)
     init_checkpoint: str = ""  # warm start: model weights from this checkpoint at step 0 (not its optimiser)
+    # distillation: MSE of normalised params to the peer's prediction on the same crop, x this weight, on real
+    # faces (and mirrors) turned beyond distill_min_yaw degrees, where the fitted labels are weakest (jaw contour)
+    distill_weight: float = 0.0
+    distill_min_yaw: float = 30.0
+    # the robustness table's changes as training augmentation (training.augment.CONTEXT_AUGMENTATION)
+    context_augmentation: bool = False
+    device: str = "cpu"  # "cuda" on a lent GPU machine (training/gpu_run.sh)
+    loader_workers: int = 0  # > 0: processes that make the (deterministic) batches ahead of the training step
+    time_budget_s: float = 0.0  # > 0: stop (with a checkpoint) once training has run this long (a lent GPU's minutes)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("step", "cosine"):
@@ -112,16 +121,19 @@ class Trainer:
     corpus: Corpus
     morphable: MorphableModel
     out_dir: Path
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.augment is None:
+            self.augment = AugmentConfig(context=CONTEXT_AUGMENTATION if self.config.context_augmentation else ())
         torch.set_num_threads(self.config.threads)
         torch.manual_seed(self.config.seed)
         self.out_dir = Path(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # channels_last: ~1.4x faster convolutions on CPU (measured on drtn_rt)
-        self.model = create_model(self.config.model).to(memory_format=torch.channels_last)
-        self.loss = DRTNLoss(self.morphable)
+        self.device = torch.device(self.config.device)
+        self.model = create_model(self.config.model).to(self.device, memory_format=torch.channels_last)
+        self.loss = DRTNLoss(self.morphable).to(self.device)
         self.stats = self.morphable.stats
         if self.config.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
@@ -143,10 +155,15 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.config.epochs
         if self.config.max_steps:
             self.total_steps = min(self.total_steps, self.config.max_steps)
+        # per-row distillation weight (0 where the peer's target is not used)
+        real = np.isin(self.corpus.kinds, ("real", "mirror")) & self.corpus.has_teacher
+        turned = np.abs(self.corpus.yaw_degrees) >= self.config.distill_min_yaw
+        self.distill_rows = np.where(real & turned, self.config.distill_weight, 0.0).astype(np.float32)
+        LOGGER.info("distillation on %d corpus rows (weight %g)", int((self.distill_rows > 0).sum()), self.config.distill_weight)
         self.step = 0
         self.history: list[float] = []
         if self.config.init_checkpoint:
-            state = read_checkpoint(self.config.init_checkpoint)
+            state = read_checkpoint(self.config.init_checkpoint, map_location=self.device)
             load_state_dict_strict(self.model, state["state_dict"], self.config.init_checkpoint)
             LOGGER.info("warm start from %s", self.config.init_checkpoint)
 
@@ -167,7 +184,7 @@ class Trainer:
         )
 
     def resume(self, path: Path) -> None:
-        state = read_checkpoint(path)
+        state = read_checkpoint(path, map_location=self.device)
         load_state_dict_strict(self.model, state["state_dict"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
@@ -185,13 +202,28 @@ class Trainer:
         keys = rows + self.train_copies[chosen] * len(self.corpus)
         return epoch, rows, keys
 
-    def loss_terms(self, images: torch.Tensor, params: torch.Tensor, landmarks_crop: torch.Tensor) -> dict[str, torch.Tensor]:
-        pred = self.stats.denormalize(self.model(images))
+    def loss_terms(
+        self, images: torch.Tensor, params: torch.Tensor, landmarks_crop: torch.Tensor,
+        teacher: torch.Tensor | None = None, distill_weights: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The objective of one batch; ``teacher`` (N, 62) de-normalised peer params (NaN rows: none) and
+        ``distill_weights`` (N,) add the distillation term."""
+        normalized = self.model(images)
+        pred = self.stats.denormalize(normalized)
         terms = self.loss(pred, params)
         lm2d = self.loss.landmark_loss_2d(pred, landmarks_crop.transpose(1, 2))
         config = self.config
         total = config.loss_scale * terms["total"] + config.param_weight * terms["param"] + config.landmark_2d_weight * lm2d
-        return {**{k: v.detach() for k, v in terms.items()}, "lm2d": lm2d.detach(), "objective": total}
+        out = {**{k: v.detach() for k, v in terms.items()}, "lm2d": lm2d.detach()}
+        if teacher is not None and distill_weights is not None and bool((distill_weights > 0).any()):
+            use = distill_weights > 0
+            target = self.stats.normalize(teacher[use])
+            distill = ((normalized[use] - target) ** 2).mean(1)
+            distill_term = (distill * distill_weights[use]).sum() / len(distill_weights)
+            total = total + distill_term
+            out["distill"] = distill.mean().detach()
+        out["objective"] = total
+        return out
 
     def train(self) -> Path:
         config = self.config
@@ -199,13 +231,19 @@ class Trainer:
         self.model.train()
         progress = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step")
         started = time.time()
+        batches = self._batches(self.step)
+        device = self.device
         while self.step < self.total_steps:
-            epoch, indices, keys = self.batch_indices(self.step)
-            batch = make_batch(self.corpus, indices, config.seed, epoch, self.augment, keys=keys)
+            epoch, indices, batch = next(batches)
             lr = learning_rate_at(config, self.step, self.steps_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            terms = self.loss_terms(torch.from_numpy(batch.images).contiguous(memory_format=torch.channels_last), torch.from_numpy(batch.params), torch.from_numpy(batch.landmarks))
+            weights = self.distill_rows[indices]
+            teacher = torch.from_numpy(np.nan_to_num(batch.teacher_params)).to(device) if weights.any() else None
+            terms = self.loss_terms(
+                torch.from_numpy(batch.images).to(device).contiguous(memory_format=torch.channels_last), torch.from_numpy(batch.params).to(device),
+                torch.from_numpy(batch.landmarks).to(device), teacher, torch.from_numpy(weights).to(device),
+            )
             value = float(terms["objective"].detach())
             self._guard(value, epoch, indices)
             self.optimizer.zero_grad(set_to_none=True)
@@ -225,10 +263,42 @@ class Trainer:
                 val = self.validate()
                 _append_jsonl(log_path, {"step": self.step, "epoch": epoch, "val_nme": val})
                 LOGGER.info("step %d epoch %d: val %s NME2D %.3f%%", self.step, epoch, config.val_split, 100 * val)
-            if self.step % config.checkpoint_every == 0 or end_of_epoch or self.step == self.total_steps:
+            out_of_time = config.time_budget_s > 0 and time.time() - started > config.time_budget_s
+            if self.step % config.checkpoint_every == 0 or end_of_epoch or self.step == self.total_steps or out_of_time:
                 self.save()
+            if out_of_time:
+                LOGGER.warning("time budget of %.0f s spent at step %d of %d: stopped (resume with --resume)", config.time_budget_s, self.step, self.total_steps)
+                _append_jsonl(log_path, {"step": self.step, "val_nme": self.validate(), "stopped": "time budget"})
+                break
         progress.close()
+        batches.close()
         return self.save()
+
+    def _batches(self, first_step: int):
+        """(epoch, rows, batch) of every step from ``first_step`` on; made ahead by ``loader_workers`` processes
+        (same batches either way: each depends only on its step)."""
+        def make(step: int):
+            epoch, indices, keys = self.batch_indices(step)
+            return epoch, indices, make_batch(self.corpus, indices, self.config.seed, epoch, self.augment, keys=keys)
+
+        if self.config.loader_workers <= 0:
+            for step in range(first_step, self.total_steps):
+                yield make(step)
+            return
+        import multiprocessing
+
+        from collections import deque
+
+        _LOADER["make"] = make
+        ahead = 3 * self.config.loader_workers  # bounded: batches are ~30 MB each
+        with multiprocessing.get_context("fork").Pool(self.config.loader_workers) as pool:
+            pending: deque = deque()
+            next_step = first_step
+            while pending or next_step < self.total_steps:
+                while len(pending) < ahead and next_step < self.total_steps:
+                    pending.append(pool.apply_async(_make_batch_of_step, (next_step,)))
+                    next_step += 1
+                yield pending.popleft().get()
 
     def _guard(self, value: float, epoch: int, indices: np.ndarray) -> None:
         if not math.isfinite(value):
@@ -252,11 +322,18 @@ class Trainer:
         errors = []
         for start in range(0, len(indices), 128):
             batch = make_batch(self.corpus, indices[start : start + 128], 0, 0, plain)
-            pred = self.stats.denormalize(self.model(torch.from_numpy(batch.images)).numpy())
+            pred = self.stats.denormalize(self.model(torch.from_numpy(batch.images).to(self.device)).cpu().numpy())
             points = crop.model_to_crop(self.morphable.landmarks_model(pred))[:, :2]  # (N, 2, 68) crop pixels
             errors.append(nme_2d(points, batch.landmarks.transpose(0, 2, 1)))
         self.model.train()
         return float(np.concatenate(errors).mean())
+
+
+_LOADER: dict = {}  # the batch maker of the loader processes (inherited through fork)
+
+
+def _make_batch_of_step(step: int):
+    return _LOADER["make"](step)
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -270,13 +347,28 @@ def _config_dict(config: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
-def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "") -> Path:
-    """Write a shippable checkpoint: the model and its config only (no optimiser), plus training provenance."""
+def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "", average_with: str | Path | None = None,
+                    weight: float = 1.0) -> Path:
+    """Write a shippable checkpoint: the model and its config only (no optimiser), plus training provenance.
+
+    With ``average_with`` (a checkpoint of the same config) the weights are ``weight x checkpoint + (1 - weight) x
+    average_with`` — a weight-space ensemble of a fine-tune and the model it started from (WiSE-FT), which keeps
+    the start's accuracy on what it knew and part of the fine-tune's gains.
+    """
     from drtn.model import load_model
 
     state = read_checkpoint(checkpoint_path)
     model = load_model(checkpoint_path)
     extra = {"step": int(state.get("step", 0)), "train_config": state.get("train_config", "{}"), "note": note}
+    if average_with is not None:
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"average weight: expected a number in [0, 1], got {weight}")
+        other = load_model(average_with)
+        if other.config != model.config:
+            raise ValueError(f"cannot average {checkpoint_path} ({model.config.name}) with {average_with} ({other.config.name}): configs differ")
+        theirs = other.state_dict()
+        model.load_state_dict({k: weight * v + (1 - weight) * theirs[k] if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        extra["average"] = json.dumps({"with": str(average_with), "weight_of_this_run": weight})
     return save_checkpoint(out_path, model, extra)
 
 

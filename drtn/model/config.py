@@ -146,6 +146,16 @@ class DRTNConfig:
 _SIZES: dict[str, DRTNConfig] = {
     # Real time, 120x120: ~56 MFLOPs, sized to run at or under the 3DDFA_V2 MobileNet-0.5 teacher's latency.
     "drtn_rt": DRTNConfig(name="drtn_rt"),
+    # A wider real-time size for a GPU session (0.90 M parameters): last two stages x1.25 / x1.125, token width 144.
+    # ORT batch 1 (quiet machine): 1.16x faster than the peer at 1 thread, 1.07x slower at 2 (x1.5 everywhere was
+    # 2.1x slower): at the limit; rerun `main.py bench --untrained drtn_rt_wide` before shipping a model of it.
+    "drtn_rt_wide": DRTNConfig(
+        name="drtn_rt_wide",
+        stage_widths=(24, 32, 80, 144),
+        embed_dim=144,
+        branch_dim=72,
+        decoder_dim=144,
+    ),
     # The paper's size: ResNet-50 stages (3, 4, 6, 3) -> 2048x7x7 at 224 input; the transformer runs at 512
     # after a conv1x1 reduction of the 2048 channels (a TRT-ViT / BoTNet-style bottleneck transformer block).
     "drtn_paper": DRTNConfig(
