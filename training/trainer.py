@@ -286,7 +286,6 @@ class Trainer:
                 yield make(step)
             return
         import multiprocessing
-
         from collections import deque
 
         _LOADER["make"] = make

@@ -15,7 +15,14 @@ from training import corruptions as cr
 from training import evaluate as ev
 from training.augment import CONTEXT_AUGMENTATION, AugmentConfig, make_batch
 from training.corpus import ProfilingPlan, build_corpus
-from training.datasets import HELDOUT_POSE_SPLIT, LARGE_POSE_FILE, apply_large_pose_holdout, load_corpus, load_pts_folder, read_large_pose_file
+from training.datasets import (
+    HELDOUT_POSE_SPLIT,
+    LARGE_POSE_FILE,
+    apply_large_pose_holdout,
+    load_corpus,
+    load_pts_folder,
+    read_large_pose_file,
+)
 from training.labels import FitConfig, make_labels, read_image
 from training.profiling import ProfilePoseConfig, profile_face, sample_profile_pose
 from training.teacher import peer_predictor
