@@ -5,6 +5,7 @@ Installed with ``pip install .`` as the ``drtn`` console script. The options ``-
 accepted before and after the subcommand. Third-party log noise (MediaPipe's glog/absl, OpenCV, PyOpenGL) is
 turned down before those packages load (``-v`` shows the Python side again).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,15 @@ import sys
 _QUIET_NATIVE_LOGS = {"GLOG_minloglevel": "2", "TF_CPP_MIN_LOG_LEVEL": "2", "OPENCV_LOG_LEVEL": "ERROR"}
 _NOISY_LOGGERS = ("OpenGL", "absl", "matplotlib", "PIL")
 # a missing package -> the extra that installs it
-_EXTRA_OF_MODULE = {"torch": "train", "scipy": "train", "matplotlib": "train", "onnx": "train", "onnxscript": "train", "PyQt6": "app", "tensorrt": "tensorrt"}
+_EXTRA_OF_MODULE = {
+    "torch": "train",
+    "scipy": "train",
+    "matplotlib": "train",
+    "onnx": "train",
+    "onnxscript": "train",
+    "PyQt6": "app",
+    "tensorrt": "tensorrt",
+}
 for _key, _value in _QUIET_NATIVE_LOGS.items():
     os.environ.setdefault(_key, _value)  # set them yourself (e.g. GLOG_minloglevel=0) to see those logs
 
@@ -33,8 +42,20 @@ def _add_common_options(parser: argparse.ArgumentParser, default) -> None:
     given before the subcommand only when given."""
     parser.add_argument("--assets", default=default if default is argparse.SUPPRESS else None, help=ASSETS_HELP)
     verbosity = parser.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", default=default if default is argparse.SUPPRESS else False, help="debug logging (and third-party logs)")
-    verbosity.add_argument("-q", "--quiet", action="store_true", default=default if default is argparse.SUPPRESS else False, help="warnings and errors only; no progress bar")
+    verbosity.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default if default is argparse.SUPPRESS else False,
+        help="debug logging (and third-party logs)",
+    )
+    verbosity.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default if default is argparse.SUPPRESS else False,
+        help="warnings and errors only; no progress bar",
+    )
 
 
 def build_parser(prog: str = "drtn") -> argparse.ArgumentParser:
@@ -59,9 +80,16 @@ def register_assets(commands: argparse._SubParsersAction) -> None:
         "missing or wrong ones from their public origin (3DDFA_V2 / 3DDFA on GitHub, OpenCV Zoo, MediaPipe), "
         "checked before they are moved into place. Default folder: --assets, $DRTN_ASSETS, else the user cache.",
     )
-    assets.add_argument("folder", nargs="?", default=None, help="asset folder (default: --assets / $DRTN_ASSETS / the user cache)")
+    assets.add_argument(
+        "folder", nargs="?", default=None, help="asset folder (default: --assets / $DRTN_ASSETS / the user cache)"
+    )
     assets.add_argument("--fetch", action="store_true", help="download missing or wrong files (needs internet)")
-    assets.add_argument("--mirror", default=None, metavar="URL", help="fetch <URL>/<relative path> instead of each origin (e.g. file:///path/to/assets)")
+    assets.add_argument(
+        "--mirror",
+        default=None,
+        metavar="URL",
+        help="fetch <URL>/<relative path> instead of each origin (e.g. file:///path/to/assets)",
+    )
     assets.set_defaults(handler=run_assets)
 
 
@@ -83,7 +111,11 @@ def run_assets(args: argparse.Namespace) -> int:
         print(f"  {status.state:8s} {need:8s} {entry.relative}  ({origin})")
     bad = [s.file.relative for s in statuses if s.file.required and not s.ok]
     if bad:
-        print(f"{len(bad)} required file(s) missing or wrong: {', '.join(bad)}" + ("" if args.fetch else " (drtn assets --fetch downloads those with an origin)"), file=sys.stderr)
+        print(
+            f"{len(bad)} required file(s) missing or wrong: {', '.join(bad)}"
+            + ("" if args.fetch else " (drtn assets --fetch downloads those with an origin)"),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -109,7 +141,9 @@ def filter_native_stderr() -> None:
     except OSError:
         return
     sys.stderr.flush()
-    sys.stderr = os.fdopen(os.dup(original), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
+    sys.stderr = os.fdopen(
+        os.dup(original), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace"
+    )
     os.dup2(write_end, 2)
     os.close(write_end)
 
@@ -154,7 +188,9 @@ def main(argv: list[str] | None = None, prog: str = "drtn", quiet_native_logs: b
         # one clear line for user errors; -v shows the traceback
         if args.verbose:
             raise
-        extra = _EXTRA_OF_MODULE.get((getattr(error, "name", None) or "").split(".")[0]) if isinstance(error, ImportError) else None
+        extra = (
+            _EXTRA_OF_MODULE.get((getattr(error, "name", None) or "").split(".")[0]) if isinstance(error, ImportError) else None
+        )
         hint = f" (this command needs the [{extra}] extra: pip install 'drtn[{extra}]')" if extra else ""
         print(f"error: {error}{hint}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """DRTN command-line entry in a source checkout: ``python main.py COMMAND ...`` = the installed ``drtn COMMAND ...``
 (the parser and handlers live in :mod:`drtn_cli`)."""
+
 from __future__ import annotations
 
 import sys

@@ -6,6 +6,7 @@ downloaded: a missing file raises :class:`AssetError` naming the file and how to
 but cannot be read (corrupt, truncated, the wrong format or content) raises :class:`AssetReadError`, one line
 naming the file (:func:`load_json_asset`, :func:`load_pickle_asset`, :func:`load_npy_asset`).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,9 @@ def load_json_asset(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> Any:
     except FileNotFoundError:
         raise AssetError(f"asset file missing: {path}") from None
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise AssetReadError(f"cannot read asset {path}: not valid JSON ({_one_line(error)}); replace it from the shared assets/ folder") from None
+        raise AssetReadError(
+            f"cannot read asset {path}: not valid JSON ({_one_line(error)}); replace it from the shared assets/ folder"
+        ) from None
     return _check_keys(path, value, keys)
 
 
@@ -85,7 +88,9 @@ def load_pickle_asset(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> An
     except FileNotFoundError:
         raise AssetError(f"asset file missing: {path}") from None
     except Exception as error:  # noqa: BLE001 - unpickling raises anything (EOFError, UnpicklingError, KeyError...)
-        raise AssetReadError(f"cannot read asset {path}: not a valid pickle ({_one_line(error)}); replace it from the shared assets/ folder") from None
+        raise AssetReadError(
+            f"cannot read asset {path}: not a valid pickle ({_one_line(error)}); replace it from the shared assets/ folder"
+        ) from None
     return _check_keys(path, value, keys)
 
 
@@ -104,7 +109,11 @@ def load_npy_asset(path: str | os.PathLike):
         raise AssetError(f"asset file missing: {path}") from None
     except (OSError, ValueError, EOFError) as error:
         reason = "no .npy array header: random bytes, or a pickle" if "allow_pickle" in str(error) else _one_line(error)
-        raise AssetReadError(f"cannot read asset {path}: not a valid .npy array ({reason}); replace it from the shared assets/ folder") from None
+        raise AssetReadError(
+            f"cannot read asset {path}: not a valid .npy array ({reason}); replace it from the shared assets/ folder"
+        ) from None
+
+
 CACHE_ENV_VAR = "DRTN_CACHE_DIR"
 
 
@@ -203,19 +212,84 @@ class AssetFile:
 
 # Checksums of the shared asset folder (../shared/assets/README.md gives every file's origin and licence).
 MANIFEST = (
-    AssetFile("bfm/param_mean_std_62d_120x120.pkl", "090d7150f77cb66c29ddae21e4508fbde59123dcd1dea7facc24a7ed06d1c795", 713, _3DDFA_V2 + "configs/param_mean_std_62d_120x120.pkl"),
-    AssetFile("bfm/tri.pkl", "0562a594d8369f7d1c86306522ff76fd3a2c81cf90ba9443893c1191ad0abbb8", 913040, _3DDFA_V2 + "configs/tri.pkl"),
-    AssetFile("bfm/indices.npy", "b341debcdf26492332c1f96ced438e727e74164d1524cab9cca0aedf6ccd39c8", 153588, _3DDFA_V2 + "configs/indices.npy"),
-    AssetFile("bfm/ncc_code.npy", "edab94fb09d2e25660d62eb068316becf8998e793dfe2ae3ac89196ebc0af981", 460508, _3DDFA_V2 + "configs/ncc_code.npy", required=False),
-    AssetFile("bfm/BFM_UV.mat", "60be915f601563e274d9737abd54c6b925e8e737fa1c89d3cd64933315629ce1", 779401, _3DDFA_V2 + "configs/BFM_UV.mat", required=False),
-    AssetFile("bfm/Model_PAF.pkl", "418713edd25e6c5938cb49e989ff8461d59a6c8bbe5aba3a643e9e77f9bc5e4d", 2507052, _3DDFA + "train.configs/Model_PAF.pkl"),
-    AssetFile("bfm/u_shp.npy", "8a3b8b5ba3b0526ce3ddd3e287b26e0192c150e477767f374a6e333a365ff7dd", 638708, _3DDFA + "train.configs/u_shp.npy"),
-    AssetFile("bfm/u_exp.npy", "69049fb360bfff61090f7705ba510ed9bd817da871edbaa69e2fed7df624cf19", 638708, _3DDFA + "train.configs/u_exp.npy"),
-    AssetFile("bfm/keypoints_sim.npy", "065053f041b03ed32e36641d26fcd9aefef36f6c518899091cdc6038a6246c13", 1760, _3DDFA + "train.configs/keypoints_sim.npy", required=False),
-    AssetFile("bfm/u_base.txt", "1ea7c3116070aeee720605a4a44ca9db582ac550095c321c3cf65ec925fe43cf", 2728, _3DDFA + "c++/weights/u_base.txt", required=False),
-    AssetFile("bfm/w_shp_base.txt", "bec9a2189eb77c61ff940c801dcd9e5cd7f1973b6d91949494d9cd7ac121b7f6", 77567, _3DDFA + "c++/weights/w_shp_base.txt", required=False),
-    AssetFile("bfm/w_exp_base.txt", "4dc637c92c34bfd69faab74cafce23913f2b6181ff00c57a7ab69c1204d20b18", 22424, _3DDFA + "c++/weights/w_exp_base.txt", required=False),
-    AssetFile("bfm/landmarks68_bases_v2.json", "3741103cc49af4336b7127e92dcdd1cbb32597ccb8226cca7d774e2952bf5cc2", 236695, None),
+    AssetFile(
+        "bfm/param_mean_std_62d_120x120.pkl",
+        "090d7150f77cb66c29ddae21e4508fbde59123dcd1dea7facc24a7ed06d1c795",
+        713,
+        _3DDFA_V2 + "configs/param_mean_std_62d_120x120.pkl",
+    ),
+    AssetFile(
+        "bfm/tri.pkl", "0562a594d8369f7d1c86306522ff76fd3a2c81cf90ba9443893c1191ad0abbb8", 913040, _3DDFA_V2 + "configs/tri.pkl"
+    ),
+    AssetFile(
+        "bfm/indices.npy",
+        "b341debcdf26492332c1f96ced438e727e74164d1524cab9cca0aedf6ccd39c8",
+        153588,
+        _3DDFA_V2 + "configs/indices.npy",
+    ),
+    AssetFile(
+        "bfm/ncc_code.npy",
+        "edab94fb09d2e25660d62eb068316becf8998e793dfe2ae3ac89196ebc0af981",
+        460508,
+        _3DDFA_V2 + "configs/ncc_code.npy",
+        required=False,
+    ),
+    AssetFile(
+        "bfm/BFM_UV.mat",
+        "60be915f601563e274d9737abd54c6b925e8e737fa1c89d3cd64933315629ce1",
+        779401,
+        _3DDFA_V2 + "configs/BFM_UV.mat",
+        required=False,
+    ),
+    AssetFile(
+        "bfm/Model_PAF.pkl",
+        "418713edd25e6c5938cb49e989ff8461d59a6c8bbe5aba3a643e9e77f9bc5e4d",
+        2507052,
+        _3DDFA + "train.configs/Model_PAF.pkl",
+    ),
+    AssetFile(
+        "bfm/u_shp.npy",
+        "8a3b8b5ba3b0526ce3ddd3e287b26e0192c150e477767f374a6e333a365ff7dd",
+        638708,
+        _3DDFA + "train.configs/u_shp.npy",
+    ),
+    AssetFile(
+        "bfm/u_exp.npy",
+        "69049fb360bfff61090f7705ba510ed9bd817da871edbaa69e2fed7df624cf19",
+        638708,
+        _3DDFA + "train.configs/u_exp.npy",
+    ),
+    AssetFile(
+        "bfm/keypoints_sim.npy",
+        "065053f041b03ed32e36641d26fcd9aefef36f6c518899091cdc6038a6246c13",
+        1760,
+        _3DDFA + "train.configs/keypoints_sim.npy",
+        required=False,
+    ),
+    AssetFile(
+        "bfm/u_base.txt",
+        "1ea7c3116070aeee720605a4a44ca9db582ac550095c321c3cf65ec925fe43cf",
+        2728,
+        _3DDFA + "c++/weights/u_base.txt",
+        required=False,
+    ),
+    AssetFile(
+        "bfm/w_shp_base.txt",
+        "bec9a2189eb77c61ff940c801dcd9e5cd7f1973b6d91949494d9cd7ac121b7f6",
+        77567,
+        _3DDFA + "c++/weights/w_shp_base.txt",
+        required=False,
+    ),
+    AssetFile(
+        "bfm/w_exp_base.txt",
+        "4dc637c92c34bfd69faab74cafce23913f2b6181ff00c57a7ab69c1204d20b18",
+        22424,
+        _3DDFA + "c++/weights/w_exp_base.txt",
+        required=False,
+    ),
+    AssetFile(
+        "bfm/landmarks68_bases_v2.json", "3741103cc49af4336b7127e92dcdd1cbb32597ccb8226cca7d774e2952bf5cc2", 236695, None
+    ),
     AssetFile(
         "detectors/face_detection_yunet_2023mar.onnx",
         "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
@@ -323,7 +397,9 @@ def fetch_assets(
             except OSError as error:  # URLError is an OSError
                 raise AssetError(f"cannot fetch {entry.relative} from {url}: {error}") from None
             if _file_state(Path(handle.name), entry) != "ok":
-                raise AssetError(f"{url}: checksum mismatch for {entry.relative} (expected sha256 {entry.sha256[:16]}..., {entry.size} bytes); not installed")
+                raise AssetError(
+                    f"{url}: checksum mismatch for {entry.relative} (expected sha256 {entry.sha256[:16]}..., {entry.size} bytes); not installed"
+                )
             os.replace(handle.name, target)
         finally:
             Path(handle.name).unlink(missing_ok=True)

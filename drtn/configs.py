@@ -1,4 +1,5 @@
 """Typed, frozen configs reject unknown keys: one check shared by every ``from_dict`` in the project."""
+
 from __future__ import annotations
 
 import dataclasses

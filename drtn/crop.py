@@ -11,6 +11,7 @@ Frames (all x right, pixels):
 
 An ROI box is ``(x0, y0, x1, y1)`` float, square in practice.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -161,6 +162,7 @@ def image_to_model(points_image: np.ndarray, roi_box: np.ndarray, size: int = CR
 # The one crop <-> image conversion of a 62-vector's pose ``[s*R | t]`` (3, 4). A pose maps model vertices into
 # the *model frame* of one crop; the same pose in the *image frame* (x right, y down, z scaled like x and not
 # shifted, as :func:`crop_to_image`) is that pose composed with an exact 4x4 frame change.
+
 
 def image_to_model_matrix(image_to_crop: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
     """4x4 map from image (x, y down, z) to the model frame of a crop given its 2x3 image->crop similarity."""

@@ -19,6 +19,7 @@ unsupervised, yet :func:`drtn.params.decompose_pose` and the renderer need it. W
 :attr:`LossConfig.depth` (default) z is compared too, after removing each point set's mean z, the same
 z-alignment as NME3D (eq. 30); the absolute depth offset ``t_z`` is unobservable from an image and is left free.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ Normalisation follows 3DDFA's benchmark code rather than the paper's wording ("d
 divided by ``sqrt(w * h)`` of the ground-truth points' 2D bounding box, the convention behind the published
 AFLW2000-3D numbers that Table I compares against.
 """
+
 from __future__ import annotations
 
 import logging

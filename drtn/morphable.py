@@ -20,6 +20,7 @@ numpy only (inference imports no torch); the differentiable torch version is :mo
 nearest-neighbour layout of the meshes is computed once per asset content and cached on disk
 (:meth:`MorphableModel._mesh_layout`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -145,11 +146,18 @@ class MorphableModel:
             )["basis"]
             dense = Basis(dense.mean, dense.identity, expression)
         for name, basis, points in (("landmarks68_bases_v2.json", sparse, 68), ("Model_PAF.pkl", dense, 4096)):
-            if basis.mean.shape != (3 * points,) or basis.identity.shape != (3 * points, NUM_ID) or basis.expression.shape != (
-                3 * points,
-                NUM_EXP,
+            if (
+                basis.mean.shape != (3 * points,)
+                or basis.identity.shape != (3 * points, NUM_ID)
+                or basis.expression.shape
+                != (
+                    3 * points,
+                    NUM_EXP,
+                )
             ):
-                raise ValueError(f"{name}: unexpected basis shapes {basis.mean.shape}, {basis.identity.shape}, {basis.expression.shape}")
+                raise ValueError(
+                    f"{name}: unexpected basis shapes {basis.mean.shape}, {basis.identity.shape}, {basis.expression.shape}"
+                )
         full = load_npy_asset(assets.path("bfm/u_shp.npy")) + load_npy_asset(assets.path("bfm/u_exp.npy"))
         indices = load_npy_asset(assets.path("bfm/indices.npy"))
         display_mean = full.reshape(-1, 3)[indices]
@@ -244,7 +252,9 @@ class MorphableModel:
     def display_vertices(self, params: np.ndarray) -> np.ndarray:
         """(N, 62) -> (N, 3, 38365) model-frame display mesh: mean mesh + interpolated dense deformation."""
         fp = FaceParams.from_array(np.asarray(params, dtype=np.float64))
-        offsets = (fp.identity @ self.dense.identity.T + fp.expression @ self.dense.expression.T).reshape(len(fp.identity), -1, 3)
+        offsets = (fp.identity @ self.dense.identity.T + fp.expression @ self.dense.expression.T).reshape(
+            len(fp.identity), -1, 3
+        )
         neighbours, weights = self._display_weights
         moved = self.display_mean[None] + (offsets[:, neighbours] * weights[None, :, :, None]).sum(axis=2)
         return project(fp.pose, moved.transpose(0, 2, 1))
@@ -278,7 +288,9 @@ def on_surface(queries: np.ndarray, surface: np.ndarray, tolerance: float) -> np
     result = coarse.copy()
     rest = np.flatnonzero(~coarse)
     if len(rest):
-        exact = np.concatenate([np.sqrt(np.maximum(d, 0)).min(axis=1) for _, d in _squared_distances(queries[rest], surface, 256)])
+        exact = np.concatenate(
+            [np.sqrt(np.maximum(d, 0)).min(axis=1) for _, d in _squared_distances(queries[rest], surface, 256)]
+        )
         result[rest] = exact < tolerance
     return result
 

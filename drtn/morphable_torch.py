@@ -1,5 +1,6 @@
 """Torch versions of the morphable model (:mod:`drtn.morphable`), for differentiable, batched reconstruction in
 training and losses. Kept apart so that inference (numpy + ONNX Runtime) never imports torch."""
+
 from __future__ import annotations
 
 import torch

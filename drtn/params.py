@@ -5,6 +5,7 @@ The pose matrix maps a model vertex ``v`` (BFM units, xyz) to the 120x120 *model
 ``p = [s*R | t] @ [v; 1]``; :mod:`drtn.crop` maps that frame to crop and image pixels.
 Euler angles follow 3DDFA: ``R = Rx(pitch) @ Ry(yaw) @ Rz(roll)``, radians.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,6 +28,8 @@ def torch_if_tensor(value):
     """The ``torch`` module if ``value`` is a torch tensor, else ``None`` (without importing torch)."""
     torch = sys.modules.get("torch")
     return torch if torch is not None and isinstance(value, torch.Tensor) else None
+
+
 POSE_SLICE = slice(0, NUM_POSE)
 ID_SLICE = slice(NUM_POSE, NUM_POSE + NUM_ID)
 EXP_SLICE = slice(NUM_POSE + NUM_ID, NUM_PARAMS)

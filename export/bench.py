@@ -5,6 +5,7 @@ interleaved rounds (A, B, C, A, B, C, ...) so that a load spike on a shared mach
 sample is one ``infer`` call on uint8 crops, preprocessing included; per-face latency is the call's wall time
 divided by the batch size, throughput is ``batch / median call time``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,7 +62,11 @@ class BenchReport:
             if c.backend == "teacher":
                 ratio = "reference"
             elif teacher is not None:
-                ratio = f"{teacher.per_face_median_ms / c.per_face_median_ms:.2f}x faster" if c.per_face_median_ms <= teacher.per_face_median_ms else f"{c.per_face_median_ms / teacher.per_face_median_ms:.2f}x slower"
+                ratio = (
+                    f"{teacher.per_face_median_ms / c.per_face_median_ms:.2f}x faster"
+                    if c.per_face_median_ms <= teacher.per_face_median_ms
+                    else f"{c.per_face_median_ms / teacher.per_face_median_ms:.2f}x slower"
+                )
             else:
                 ratio = "-"
             threads = "-" if c.threads is None else str(c.threads)
@@ -131,7 +136,9 @@ class ModelSource:
             else:
                 from export.onnx_export import ensure_onnx
 
-                self._onnx = ensure_onnx(self.checkpoint, assets=self.assets, cache_dir=self.cache_dir / "onnx" if self.cache_dir else None)
+                self._onnx = ensure_onnx(
+                    self.checkpoint, assets=self.assets, cache_dir=self.cache_dir / "onnx" if self.cache_dir else None
+                )
         return self._onnx
 
     def close(self) -> None:
@@ -158,12 +165,21 @@ def _create(kind: str, source: ModelSource, threads: int, max_batch: int) -> Bac
         from export.backends.tensorrt_backend import TensorRTBackend, import_tensorrt
 
         import_tensorrt()
-        return TensorRTBackend(source.onnx(), max_batch=max_batch, cache_dir=source.cache_dir / "tensorrt" if source.cache_dir else None)
+        return TensorRTBackend(
+            source.onnx(), max_batch=max_batch, cache_dir=source.cache_dir / "tensorrt" if source.cache_dir else None
+        )
     raise ValueError(f"unknown backend {kind!r}; expected one of {', '.join(BACKEND_KINDS)}")
 
 
 def _measure(
-    backends: list[Backend], batch: int, *, min_seconds: float, min_samples: int, max_seconds: float, warmup: int, block_seconds: float = 0.1
+    backends: list[Backend],
+    batch: int,
+    *,
+    min_seconds: float,
+    min_samples: int,
+    max_seconds: float,
+    warmup: int,
+    block_seconds: float = 0.1,
 ) -> dict[str, list[float]]:
     """Interleaved timing: per-backend lists of ``infer`` wall times (seconds) for ``batch`` crops.
 
@@ -244,7 +260,9 @@ def run_backend_bench(
                 break
             for batch in batches:
                 LOGGER.info("measuring %s at %d threads, batch %d", ", ".join(b.name for b in backends), threads, batch)
-                samples = _measure(backends, batch, min_seconds=min_seconds, min_samples=min_samples, max_seconds=max_seconds, warmup=warmup)
+                samples = _measure(
+                    backends, batch, min_seconds=min_seconds, min_samples=min_samples, max_seconds=max_seconds, warmup=warmup
+                )
                 for backend in backends:
                     seconds = np.asarray(samples[backend.name])
                     per_face_ms = seconds * 1e3 / batch

@@ -9,6 +9,7 @@ after the file (:func:`record_content_hash`). :func:`verify_content_hash` compar
 record before use: a file altered on disk (even into another valid model), a record missing after a crash, or a
 file replaced without its record all count as a mismatch, and the caller rebuilds instead of running it.
 """
+
 from __future__ import annotations
 
 import hashlib

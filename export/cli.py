@@ -2,6 +2,7 @@
 
 Nothing heavy is imported here: ``main.py --help`` must stay fast and work without torch / onnx loaded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "`params` (N,62) de-normalised), check it against torch, optionally build a TensorRT engine and report "
         "its FP16-vs-FP32 error.",
     )
-    export.add_argument("--checkpoint", type=Path, default=None, help="DRTN checkpoint (.pt); default the bundled drtn/weights/drtn_rt.pt")
-    export.add_argument("-o", "--output", type=Path, default=None, help="ONNX file to write (default: <checkpoint name>.onnx here)")
+    export.add_argument(
+        "--checkpoint", type=Path, default=None, help="DRTN checkpoint (.pt); default the bundled drtn/weights/drtn_rt.pt"
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, default=None, help="ONNX file to write (default: <checkpoint name>.onnx here)"
+    )
     export.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     export.add_argument(
         "--check-images",
@@ -45,11 +50,17 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="folder of face images (+ 300W .pts) for the real-crop check; default <assets>/../data/300w/helen_testset if present",
     )
-    export.add_argument("--tensorrt", action="store_true", help="also build (or reuse) the TensorRT engine and report FP16 vs FP32 error")
+    export.add_argument(
+        "--tensorrt", action="store_true", help="also build (or reuse) the TensorRT engine and report FP16 vs FP32 error"
+    )
     export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile: largest batch (default 32)")
-    export.add_argument("--opt-batch", type=int, default=None, help="TensorRT profile: batch to tune for (default min(4, max batch))")
+    export.add_argument(
+        "--opt-batch", type=int, default=None, help="TensorRT profile: batch to tune for (default min(4, max batch))"
+    )
     export.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision (default fp16)")
-    export.add_argument("--cache-dir", type=Path, default=None, help="engine cache root (default $DRTN_CACHE_DIR or ~/.cache/drtn)")
+    export.add_argument(
+        "--cache-dir", type=Path, default=None, help="engine cache root (default $DRTN_CACHE_DIR or ~/.cache/drtn)"
+    )
     export.set_defaults(handler=run_export)
 
     bench = commands.add_parser(
@@ -58,14 +69,28 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Per-face latency (median, p90) and throughput of each backend x threads x batch, with the "
         "3DDFA_V2 teacher measured in the same run as the reference. Prints a markdown table.",
     )
-    bench.add_argument("--backends", type=_name_list, default=_name_list(DEFAULT_BENCH_BACKENDS), help=f"comma-separated (default {DEFAULT_BENCH_BACKENDS})")
+    bench.add_argument(
+        "--backends",
+        type=_name_list,
+        default=_name_list(DEFAULT_BENCH_BACKENDS),
+        help=f"comma-separated (default {DEFAULT_BENCH_BACKENDS})",
+    )
     bench.add_argument("--threads", type=_int_list, default=[1, 2], help="CPU thread counts (default 1,2)")
     bench.add_argument("--batches", type=_int_list, default=[1, 8, 32], help="faces per inference call (default 1,8,32)")
-    bench.add_argument("--model", type=Path, default=None, help="DRTN .onnx export or .pt checkpoint (default: the bundled weights)")
-    bench.add_argument("--untrained", metavar="CONFIG", default=None, help="measure a randomly initialised network of this config instead (e.g. drtn_rt)")
+    bench.add_argument(
+        "--model", type=Path, default=None, help="DRTN .onnx export or .pt checkpoint (default: the bundled weights)"
+    )
+    bench.add_argument(
+        "--untrained",
+        metavar="CONFIG",
+        default=None,
+        help="measure a randomly initialised network of this config instead (e.g. drtn_rt)",
+    )
     bench.add_argument("--seconds", type=float, default=1.0, help="minimum measuring time per batch size (default 1)")
     bench.add_argument("--max-seconds", type=float, default=20.0, help="cap on measuring time per batch size (default 20)")
-    bench.add_argument("--cache-dir", type=Path, default=None, help="ONNX / engine cache root (default $DRTN_CACHE_DIR or ~/.cache/drtn)")
+    bench.add_argument(
+        "--cache-dir", type=Path, default=None, help="ONNX / engine cache root (default $DRTN_CACHE_DIR or ~/.cache/drtn)"
+    )
     bench.add_argument("-o", "--output", type=Path, default=None, help="also write the markdown table to this file")
     bench.add_argument("--pipeline", action="store_true", help="benchmark the real-time pipeline instead (realtime.bench)")
     bench.add_argument("--source", default=None, help="--pipeline: video file / camera index (default the bundled clip)")
@@ -109,7 +134,11 @@ def run_export(args: argparse.Namespace) -> int:
             raise BackendUnavailableError(reason)
     checkpoint = resolve_checkpoint(args.checkpoint)
     output = args.output or Path(f"{checkpoint.stem}.onnx")
-    if output.suffix.lower() != ".onnx" or output.resolve() == checkpoint.resolve() or (output.exists() and os.path.samefile(output, checkpoint)):
+    if (
+        output.suffix.lower() != ".onnx"
+        or output.resolve() == checkpoint.resolve()
+        or (output.exists() and os.path.samefile(output, checkpoint))
+    ):
         raise ValueError(f"-o {output}: expected a new .onnx file name (not the checkpoint {checkpoint})")
     assets = find_assets(args.assets)
     morphable = MorphableModel.load(assets)
@@ -129,7 +158,9 @@ def run_export(args: argparse.Namespace) -> int:
     from export.fp16 import estimate_fp16_error
     from export.samples import random_crops
 
-    estimate = estimate_fp16_error(output, real_crops if real_crops is not None else random_crops(8, crop_size), morphable.stats, morphable)
+    estimate = estimate_fp16_error(
+        output, real_crops if real_crops is not None else random_crops(8, crop_size), morphable.stats, morphable
+    )
     print(f"  FP16 estimate (mixed-precision graph on ONNX Runtime vs FP32): {estimate.summary()}")
     if args.tensorrt:
         _report_tensorrt(args, output, morphable, real_crops, crop_size)
@@ -144,7 +175,13 @@ def _report_tensorrt(args, onnx_path: Path, morphable, real_crops, crop_size: in
     from export.compare import FP16_TOLERANCE, compare_backends
     from export.samples import random_crops
 
-    engine = TensorRTBackend(onnx_path, max_batch=args.max_batch, opt_batch=args.opt_batch, precision=args.precision, cache_dir=args.cache_dir / "tensorrt" if args.cache_dir else None)
+    engine = TensorRTBackend(
+        onnx_path,
+        max_batch=args.max_batch,
+        opt_batch=args.opt_batch,
+        precision=args.precision,
+        cache_dir=args.cache_dir / "tensorrt" if args.cache_dir else None,
+    )
     reference = OnnxRuntimeBackend(onnx_path, threads=2)
     print(f"TensorRT engine: {engine.cache.entry_dir(engine.key)}")
     sets = {"random": random_crops(8, crop_size)}
@@ -155,7 +192,9 @@ def _report_tensorrt(args, onnx_path: Path, morphable, real_crops, crop_size: in
         print(f"TensorRT {args.precision} vs ONNX Runtime FP32 on {name} crops: {report.summary()}")
         problems = FP16_TOLERANCE.violations(report) if args.precision == "fp16" else []
         if problems:
-            LOGGER.warning("TensorRT %s error above the expected bound on %s crops: %s", args.precision, name, "; ".join(problems))
+            LOGGER.warning(
+                "TensorRT %s error above the expected bound on %s crops: %s", args.precision, name, "; ".join(problems)
+            )
 
 
 # ---------------------------------------------------------------------------------------------- bench

@@ -5,6 +5,7 @@ Raw de-normalised differences are hard to read (identity coefficients are ~1e5, 
 report gives them per group, the difference in units of each parameter's std (what the network predicts),
 and, when a morphable model is at hand, the 68-landmark distance in pixels of the crop (model frame).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ This is the inference side of :mod:`export.onnx_export`: everything a consumer n
 file (names, the bundled export beside the weights, :func:`inspect_session` over an ONNX Runtime session). It
 imports numpy and, inside functions, ``onnxruntime``, so ``drtn video`` runs on a base install (no torch, no onnx).
 """
+
 from __future__ import annotations
 
 import logging
@@ -74,10 +75,18 @@ def check_contract(label: str, inputs: list[TensorSpec], outputs: list[TensorSpe
     if len(inputs) != 1:
         raise ValueError(f"{label}: expected one input (N, 3, S, S) float32, found {len(inputs)}: {[i.name for i in inputs]}")
     if len(outputs) != 1:
-        raise ValueError(f"{label}: expected one output (N, {NUM_PARAMS}) float32, found {len(outputs)}: {[o.name for o in outputs]}")
+        raise ValueError(
+            f"{label}: expected one output (N, {NUM_PARAMS}) float32, found {len(outputs)}: {[o.name for o in outputs]}"
+        )
     image, params = inputs[0], outputs[0]
     in_dims, out_dims = list(image.dims), list(params.dims)
-    if image.elem_type != "float" or len(in_dims) != 4 or in_dims[1] != 3 or not isinstance(in_dims[2], int) or in_dims[2] != in_dims[3]:
+    if (
+        image.elem_type != "float"
+        or len(in_dims) != 4
+        or in_dims[1] != 3
+        or not isinstance(in_dims[2], int)
+        or in_dims[2] != in_dims[3]
+    ):
         raise ValueError(
             f"{label}: input '{image.name}' is {_shape_text(in_dims)} {image.elem_type}; expected (N, 3, S, S) float32 "
             f"with a fixed square S"
@@ -88,7 +97,9 @@ def check_contract(label: str, inputs: list[TensorSpec], outputs: list[TensorSpe
         )
     crop_size = in_dims[2]
     if "crop_size" in metadata and metadata["crop_size"] != str(crop_size):
-        raise ValueError(f"{label}: metadata crop_size={metadata['crop_size']} disagrees with input shape {_shape_text(in_dims)}")
+        raise ValueError(
+            f"{label}: metadata crop_size={metadata['crop_size']} disagrees with input shape {_shape_text(in_dims)}"
+        )
     fixed_batch = in_dims[0] if isinstance(in_dims[0], int) and in_dims[0] > 0 else None
     return OnnxModelInfo(label, image.name, params.name, crop_size, fixed_batch, dict(metadata))
 
@@ -103,7 +114,9 @@ def _ort_spec(node_arg) -> TensorSpec:
 def inspect_session(session, label: str) -> OnnxModelInfo:
     """:func:`check_contract` over an ``onnxruntime.InferenceSession`` (inputs, outputs, custom metadata)."""
     metadata = dict(session.get_modelmeta().custom_metadata_map)
-    return check_contract(label, [_ort_spec(i) for i in session.get_inputs()], [_ort_spec(o) for o in session.get_outputs()], metadata)
+    return check_contract(
+        label, [_ort_spec(i) for i in session.get_inputs()], [_ort_spec(o) for o in session.get_outputs()], metadata
+    )
 
 
 def check_model_file(path: str | os.PathLike) -> Path:

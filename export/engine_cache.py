@@ -14,6 +14,7 @@ profile it was built for: all of them form the :class:`EngineKey`. ``engine.json
 ``engine.plan`` (both atomically), records the key and the engine's SHA-256, and is checked on every load: a
 missing, truncated, corrupt or mismatched entry is deleted and rebuilt, never used.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -63,7 +64,9 @@ class BatchProfile:
                 f"max={self.max_batch} (check --max-batch / --opt-batch)"
             )
         if self.max_batch > MAX_PROFILE_BATCH:
-            raise ValueError(f"batch profile: --max-batch {self.max_batch} exceeds the exported graph's limit {MAX_PROFILE_BATCH}")
+            raise ValueError(
+                f"batch profile: --max-batch {self.max_batch} exceeds the exported graph's limit {MAX_PROFILE_BATCH}"
+            )
 
     @staticmethod
     def create(max_batch: int, opt_batch: int | None = None) -> "BatchProfile":
@@ -204,7 +207,9 @@ class EngineCache:
             return EntryCheck(EntryState.CORRUPT, f"{engine_path} is missing")
         engine = engine_path.read_bytes()
         if len(engine) != expected_size:
-            return EntryCheck(EntryState.CORRUPT, f"{engine_path} has {len(engine)} bytes, metadata says {expected_size} (truncated?)")
+            return EntryCheck(
+                EntryState.CORRUPT, f"{engine_path} has {len(engine)} bytes, metadata says {expected_size} (truncated?)"
+            )
         if sha256_bytes(engine) != expected_sha:
             return EntryCheck(EntryState.CORRUPT, f"{engine_path} does not match its recorded SHA-256")
         return EntryCheck(EntryState.VALID, "", engine)

@@ -8,6 +8,7 @@ output stay FP32, so the ONNX contract is unchanged. Casts are inserted where th
 Why the de-normalisation must stay FP32: identity coefficients reach ~1e6 (FP16 tops out at 65504) and some pose
 means are ~1e-7 (below FP16's normal range).
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,7 +21,22 @@ from onnx import TensorProto, helper, numpy_helper
 from export.contract import DENORMALIZE_NODE_PREFIX, load_onnx_model
 
 # Ops that stay FP32, as torch.autocast keeps them: accumulations that lose accuracy or overflow in FP16.
-FP32_OPS = frozenset({"LayerNormalization", "Softmax", "LogSoftmax", "ReduceSum", "ReduceMean", "ReduceL2", "Exp", "Log", "Pow", "Sqrt", "Div", "Erf"})
+FP32_OPS = frozenset(
+    {
+        "LayerNormalization",
+        "Softmax",
+        "LogSoftmax",
+        "ReduceSum",
+        "ReduceMean",
+        "ReduceL2",
+        "Exp",
+        "Log",
+        "Pow",
+        "Sqrt",
+        "Div",
+        "Erf",
+    }
+)
 # Inputs that must keep their declared type whatever the node's precision (op -> input indices).
 _TYPE_FIXED_INPUTS = {"Resize": {1, 2}, "Upsample": {1}}
 # Ops that only read their input's shape: no cast needed.
@@ -31,7 +47,11 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
     """Names of every FLOAT tensor of the graph (after ONNX shape/type inference)."""
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     graph = inferred.graph
-    names = {v.name for v in list(graph.value_info) + list(graph.input) + list(graph.output) if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    names = {
+        v.name
+        for v in list(graph.value_info) + list(graph.input) + list(graph.output)
+        if v.type.tensor_type.elem_type == TensorProto.FLOAT
+    }
     names |= {init.name for init in graph.initializer if init.data_type == TensorProto.FLOAT}
     for node in graph.node:  # Constant nodes' outputs are not always in value_info
         if node.op_type == "Constant":
@@ -41,7 +61,9 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str, ...] = (), fp32_ops: frozenset[str] = FP32_OPS) -> onnx.ModelProto:
+def convert_to_mixed_fp16(
+    model: onnx.ModelProto, fp32_node_prefixes: tuple[str, ...] = (), fp32_ops: frozenset[str] = FP32_OPS
+) -> onnx.ModelProto:
     """A copy of ``model`` whose float computation runs in FP16 except ``fp32_ops`` and nodes named with a prefix
     in ``fp32_node_prefixes``. Graph inputs and outputs keep their FP32 type.
 
@@ -65,19 +87,27 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str,
     initializer_users: dict[str, set[int]] = {}
     for node in graph.node:
         for index, name in enumerate(node.input):
-            if name in initializers and initializers[name].data_type == TensorProto.FLOAT and index not in _TYPE_FIXED_INPUTS.get(node.op_type, ()):
+            if (
+                name in initializers
+                and initializers[name].data_type == TensorProto.FLOAT
+                and index not in _TYPE_FIXED_INPUTS.get(node.op_type, ())
+            ):
                 initializer_users.setdefault(name, set()).add(node_precision(node))
     # An initializer used only by FP16 nodes is stored in FP16; one used by both gets an FP16 twin.
     fp16_twin: dict[str, str] = {}
     for name, users in initializer_users.items():
         if users == {TensorProto.FLOAT16}:
-            initializers[name].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(initializers[name]).astype(np.float16), name))
+            initializers[name].CopyFrom(
+                numpy_helper.from_array(numpy_helper.to_array(initializers[name]).astype(np.float16), name)
+            )
             producer_precision[name] = TensorProto.FLOAT16
         else:
             producer_precision[name] = TensorProto.FLOAT
             if TensorProto.FLOAT16 in users:
                 twin = f"{name}__fp16"
-                graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(initializers[name]).astype(np.float16), twin))
+                graph.initializer.append(
+                    numpy_helper.from_array(numpy_helper.to_array(initializers[name]).astype(np.float16), twin)
+                )
                 fp16_twin[name] = twin
 
     new_nodes: list[onnx.NodeProto] = []
@@ -94,7 +124,12 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str,
     for node in graph.node:
         precision = node_precision(node)
         for index, name in enumerate(node.input):
-            if not name or name not in floats or index in _TYPE_FIXED_INPUTS.get(node.op_type, ()) or node.op_type in _SHAPE_ONLY_OPS:
+            if (
+                not name
+                or name not in floats
+                or index in _TYPE_FIXED_INPUTS.get(node.op_type, ())
+                or node.op_type in _SHAPE_ONLY_OPS
+            ):
                 continue
             have = producer_precision.get(name, TensorProto.FLOAT)
             if have == precision:
@@ -105,7 +140,9 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str,
                 node.input[index] = cast(name, precision)
         if precision == TensorProto.FLOAT16:
             if node.op_type == "Constant" and node.attribute[0].name in ("value_float", "value_floats"):
-                values = np.asarray(node.attribute[0].f if node.attribute[0].name == "value_float" else list(node.attribute[0].floats))
+                values = np.asarray(
+                    node.attribute[0].f if node.attribute[0].name == "value_float" else list(node.attribute[0].floats)
+                )
                 del node.attribute[:]
                 node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(values.astype(np.float16))))
                 floats.add(node.output[0])
@@ -113,7 +150,9 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str,
                 if node.op_type == "Cast" and attribute.name == "to" and attribute.i == TensorProto.FLOAT:
                     attribute.i = TensorProto.FLOAT16
                 if attribute.type == onnx.AttributeProto.TENSOR and attribute.t.data_type == TensorProto.FLOAT:
-                    attribute.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16), attribute.t.name))
+                    attribute.t.CopyFrom(
+                        numpy_helper.from_array(numpy_helper.to_array(attribute.t).astype(np.float16), attribute.t.name)
+                    )
         for name in node.output:
             if name in floats:
                 producer_precision[name] = precision
@@ -126,7 +165,9 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp32_node_prefixes: tuple[str,
             for node in new_nodes:
                 node.output[:] = [internal if o == output.name else o for o in node.output]
                 node.input[:] = [internal if i == output.name else i for i in node.input]
-            new_nodes.append(helper.make_node("Cast", [internal], [output.name], to=TensorProto.FLOAT, name=f"cast/{output.name}/fp32"))
+            new_nodes.append(
+                helper.make_node("Cast", [internal], [output.name], to=TensorProto.FLOAT, name=f"cast/{output.name}/fp32")
+            )
 
     del graph.node[:]
     graph.node.extend(new_nodes)

@@ -13,6 +13,7 @@ The ONNX contract (consumers need nothing else):
 Every export checks itself before the file is written: ``onnx.checker`` (full, with shape inference), then
 ONNX Runtime against torch on random and real crops within :data:`export.compare.FP32_TOLERANCE`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,7 +68,9 @@ class ExportReport:
     seconds: float
 
     def summary(self) -> str:
-        lines = [f"wrote {self.path} ({self.path.stat().st_size / 1e6:.2f} MB, sha256 {self.onnx_sha256[:16]}, {self.seconds:.1f} s)"]
+        lines = [
+            f"wrote {self.path} ({self.path.stat().st_size / 1e6:.2f} MB, sha256 {self.onnx_sha256[:16]}, {self.seconds:.1f} s)"
+        ]
         lines += [f"  ORT vs torch on {name}: {report.summary()}" for name, report in self.checks.items()]
         return "\n".join(lines)
 
@@ -212,7 +215,9 @@ def check_against_torch(
         report = compare_params(torch_params, onnx_params, stats, morphable)
         problems = tolerance.violations(report)
         if problems:
-            raise ExportCheckError(f"{label}: ONNX Runtime disagrees with torch on {name} crops: {'; '.join(problems)} ({report.summary()})")
+            raise ExportCheckError(
+                f"{label}: ONNX Runtime disagrees with torch on {name} crops: {'; '.join(problems)} ({report.summary()})"
+            )
         reports[name] = report
     return reports
 
@@ -272,9 +277,17 @@ def export_onnx(
     crops = {"random": _random_crops(3, crop_size)}
     if check_crops is not None and len(check_crops):
         crops["real"] = check_crops
-    checks = check_against_torch(model_bytes, network, stats, crops, morphable=morphable, tolerance=tolerance, label=str(output_path))
+    checks = check_against_torch(
+        model_bytes, network, stats, crops, morphable=morphable, tolerance=tolerance, label=str(output_path)
+    )
     atomic_write_bytes(output_path, model_bytes)
-    report = ExportReport(output_path, sha256_bytes(model_bytes), contract_metadata(crop_size, config_name, source_sha256), checks, time.perf_counter() - start)
+    report = ExportReport(
+        output_path,
+        sha256_bytes(model_bytes),
+        contract_metadata(crop_size, config_name, source_sha256),
+        checks,
+        time.perf_counter() - start,
+    )
     LOGGER.debug("%s", report.summary())
     return report
 
@@ -347,7 +360,9 @@ def export_checkpoint(
     )
 
 
-def cached_onnx_path(checkpoint_sha256: str, stem: str, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike | None = None) -> Path:
+def cached_onnx_path(
+    checkpoint_sha256: str, stem: str, opset: int = DEFAULT_OPSET, cache_dir: str | os.PathLike | None = None
+) -> Path:
     """Where the export of a checkpoint lives in the user cache (key = checkpoint hash, format, opset)."""
     root = Path(cache_dir) if cache_dir is not None else user_cache_dir("onnx")
     return root / f"{stem}-{checkpoint_sha256[:16]}-f{EXPORT_FORMAT_VERSION}-op{opset}.onnx"

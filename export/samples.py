@@ -4,6 +4,7 @@ A folder of images with 300W ``.pts`` landmark files beside them (e.g. ``shared/
 crops through :func:`drtn.crop.roi_box_from_landmarks`, exactly as the tracker re-crops a face; an image without
 landmarks gives a centred square crop.
 """
+
 from __future__ import annotations
 
 import logging

@@ -26,6 +26,7 @@ result with an empty ``faces`` list, never ``None``. Faces are :class:`realtime.
 
 (Not to be confused with :class:`realtime.tracker.FaceTracker`, the pipeline's internal track keeper.)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -86,11 +87,15 @@ class FaceTrackerOptions:
             raise ValueError(f"FaceTrackerOptions.running_mode: expected a RunningMode, got {self.running_mode!r}")
         live = self.running_mode is RunningMode.LIVE_STREAM
         if live != (self.result_callback is not None):
-            raise ValueError("FaceTrackerOptions: LIVE_STREAM mode needs a result_callback, and only LIVE_STREAM mode takes one")
+            raise ValueError(
+                "FaceTrackerOptions: LIVE_STREAM mode needs a result_callback, and only LIVE_STREAM mode takes one"
+            )
         if int(self.max_faces) < 1:
             raise ValueError(f"FaceTrackerOptions.max_faces: expected >= 1, got {self.max_faces}")
         if not 0.0 <= float(self.min_detection_confidence) <= 1.0:
-            raise ValueError(f"FaceTrackerOptions.min_detection_confidence: expected a value in [0, 1], got {self.min_detection_confidence}")
+            raise ValueError(
+                f"FaceTrackerOptions.min_detection_confidence: expected a value in [0, 1], got {self.min_detection_confidence}"
+            )
 
     def pipeline_options(self, callback=None) -> PipelineOptions:
         """The :class:`~realtime.pipeline.PipelineOptions` these options stand for."""
@@ -183,7 +188,9 @@ class FaceTracker:
     # ------------------------------------------------------------------------------------------ internals
     def _require(self, mode: RunningMode, method: str) -> None:
         if self.options.running_mode is not mode:
-            raise ValueError(f"FaceTracker.{method} is for {mode.name} mode; this tracker runs in {self.options.running_mode.name} mode")
+            raise ValueError(
+                f"FaceTracker.{method} is for {mode.name} mode; this tracker runs in {self.options.running_mode.name} mode"
+            )
 
     def _result(self, frame_result) -> FaceTrackerResult:
         faces = [FaceOutput.from_face(face, self._pipeline.crop_size) for face in frame_result.faces]

@@ -4,6 +4,7 @@ Used by the command line (:mod:`realtime.cli`: ``video``, ``demo``, ``live``), t
 pipeline benchmark (:mod:`realtime.bench`), so every entry point takes the same flags; none of them imports the
 command line module. Nothing heavy is imported at module level (``drtn --help`` stays fast).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``video``, ``demo``, ``live`` and ``bench --pipeline``: backend, model, detection, tracking,
     smoothing."""
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--backend", choices=BACKEND_CHOICES, default=DEFAULT_BACKEND, help=f"inference backend (default {DEFAULT_BACKEND})")
+    group.add_argument(
+        "--backend", choices=BACKEND_CHOICES, default=DEFAULT_BACKEND, help=f"inference backend (default {DEFAULT_BACKEND})"
+    )
     group.add_argument(
         "--model",
         "--checkpoint",
@@ -32,13 +35,39 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         "bundled drtn_rt. With --backend teacher: another teacher .onnx",
     )
     group.add_argument("--max-faces", type=int, default=16, help="most faces tracked at once (default 16: a crowd)")
-    group.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames besides when a track is lost; 0 = only then (default 5: new faces within 5 frames)")
-    group.add_argument("--detector-model", choices=("yunet", "blazeface"), default="yunet", help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)")
-    group.add_argument("--detector-tiles", action="store_true", help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost")
+    group.add_argument(
+        "--detect-every",
+        type=int,
+        default=5,
+        metavar="N",
+        help="run the face detector every N frames besides when a track is lost; 0 = only then (default 5: new faces within 5 frames)",
+    )
+    group.add_argument(
+        "--detector-model",
+        choices=("yunet", "blazeface"),
+        default="yunet",
+        help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)",
+    )
+    group.add_argument(
+        "--detector-tiles",
+        action="store_true",
+        help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost",
+    )
     group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
     group.add_argument("--no-smoothing", action="store_true", help="turn the temporal smoothing off")
-    group.add_argument("--smooth-min-cutoff", type=float, default=None, metavar="HZ", help="pose filter cutoff of a still head, every pose part (lower = smoother; default: the benchmark's winners)")
-    group.add_argument("--smooth-beta", type=float, default=None, help="pose filter cutoff increase per unit of head speed, every pose part (higher = follows sooner)")
+    group.add_argument(
+        "--smooth-min-cutoff",
+        type=float,
+        default=None,
+        metavar="HZ",
+        help="pose filter cutoff of a still head, every pose part (lower = smoother; default: the benchmark's winners)",
+    )
+    group.add_argument(
+        "--smooth-beta",
+        type=float,
+        default=None,
+        help="pose filter cutoff increase per unit of head speed, every pose part (higher = follows sooner)",
+    )
 
 
 def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
@@ -54,16 +83,18 @@ def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, resu
             raise ValueError(f"--{flag.replace('_', '-')}: expected a finite number, got {value}")
     smoothing = SmoothingOptions(enabled=not args.no_smoothing)
     overrides = {
-        name: value
-        for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta))
-        if value is not None
+        name: value for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta)) if value is not None
     }
     if overrides:
         smoothing = smoothing.with_pose(MotionFilterConfig(**{**MotionFilterConfig().__dict__, **overrides}))
     return PipelineOptions(
         running_mode=running_mode or RunningMode.VIDEO,
         assets_dir=getattr(args, "assets", None),
-        detector=DetectorOptions(model=args.detector_model, min_confidence=args.min_detection_confidence, tiles=getattr(args, "detector_tiles", False)),
+        detector=DetectorOptions(
+            model=args.detector_model,
+            min_confidence=args.min_detection_confidence,
+            tiles=getattr(args, "detector_tiles", False),
+        ),
         tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
         smoothing=smoothing,
         result_callback=result_callback,

@@ -5,6 +5,7 @@ decode (+ fit to 640x480), detect (when the tracker asks), track/crop, infer, re
 the overlay, encode to mp4. End to end is wall time per frame over the measured frames, so it includes
 everything (and anything else the machine was doing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -184,7 +185,9 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     if source is None:
         source = default_clip(assets)
         if not source.is_file():
-            raise FileNotFoundError(f"bench clip not found: {source} (pass --source FILE, or set DRTN_SHARED to the shared folder)")
+            raise FileNotFoundError(
+                f"bench clip not found: {source} (pass --source FILE, or set DRTN_SHARED to the shared folder)"
+            )
     elif not str(source).strip().isdigit() and not Path(source).is_file():
         raise FileNotFoundError(f"bench source not found: {source}")
     kinds = getattr(args, "backends", None) or [getattr(args, "backend", None) or "onnxruntime"]
@@ -192,7 +195,13 @@ def run_pipeline_bench(args: argparse.Namespace) -> int:
     backend = create_backend(kinds[0], assets, threads=threads)
     options = PipelineOptions(assets_dir=assets, smoothing=SmoothingOptions(enabled=not getattr(args, "no_smoothing", False)))
     try:
-        report = bench_pipeline(backend, source, frames=int(getattr(args, "frames", None) or 300), renderer=getattr(args, "renderer", None) or "gl", options=options)
+        report = bench_pipeline(
+            backend,
+            source,
+            frames=int(getattr(args, "frames", None) or 300),
+            renderer=getattr(args, "renderer", None) or "gl",
+            options=options,
+        )
     finally:
         if hasattr(backend, "close"):
             backend.close()

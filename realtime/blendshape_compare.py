@@ -5,6 +5,7 @@ Markdown table of docs/blendshapes.md: per ARKit blendshape, Pearson r between t
 (:mod:`realtime.blendshapes` through the pipeline) and MediaPipe's, with both sides' mean and spread.
 Kept apart from :mod:`realtime.blendshapes` because it runs the pipeline, which imports that module.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,9 @@ def mediapipe_blendshapes(video: Path, model_path: Path, max_frames: int | None 
     return timestamps, np.array(rows).reshape(-1, NUM_BLENDSHAPES)
 
 
-def ours_blendshapes(video: Path, backend_kind: str = "onnxruntime", assets_dir: str | None = None, max_frames: int | None = None) -> np.ndarray:
+def ours_blendshapes(
+    video: Path, backend_kind: str = "onnxruntime", assets_dir: str | None = None, max_frames: int | None = None
+) -> np.ndarray:
     """The product's 52 blendshapes per decoded frame of ``video`` (first face; NaN rows without a face)."""
     from export.backends import create_backend
     from realtime.pipeline import FacePipeline, PipelineOptions, RunningMode
@@ -83,7 +86,9 @@ def correlation_table(ours: np.ndarray, reference: np.ndarray) -> list[dict]:
 
     ``r`` is NaN where either side is constant (e.g. a shape that never moves).
     """
-    both = np.isfinite(ours).all(1) & np.isfinite(np.nan_to_num(reference, nan=0.0)).all(1) & ~np.isnan(reference[:, :-1]).any(1)
+    both = (
+        np.isfinite(ours).all(1) & np.isfinite(np.nan_to_num(reference, nan=0.0)).all(1) & ~np.isnan(reference[:, :-1]).any(1)
+    )
     ours, reference = ours[both], reference[both]
     rows = []
     for column, name in enumerate(ARKIT_NAMES):
@@ -91,7 +96,17 @@ def correlation_table(ours: np.ndarray, reference: np.ndarray) -> list[dict]:
         valid = np.isfinite(y)
         x, y = x[valid], y[valid]
         r = float(np.corrcoef(x, y)[0, 1]) if len(x) > 2 and x.std() > 1e-6 and y.std() > 1e-6 else float("nan")
-        rows.append({"name": name, "r": r, "ours_mean": float(x.mean()) if len(x) else float("nan"), "ours_std": float(x.std()) if len(x) else float("nan"), "mp_mean": float(y.mean()) if len(y) else float("nan"), "mp_std": float(y.std()) if len(y) else float("nan"), "frames": int(len(x))})
+        rows.append(
+            {
+                "name": name,
+                "r": r,
+                "ours_mean": float(x.mean()) if len(x) else float("nan"),
+                "ours_std": float(x.std()) if len(x) else float("nan"),
+                "mp_mean": float(y.mean()) if len(y) else float("nan"),
+                "mp_std": float(y.std()) if len(y) else float("nan"),
+                "frames": int(len(x)),
+            }
+        )
     return rows
 
 
@@ -126,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     for row in rows:
         r = "—" if math.isnan(row["r"]) else f"{row['r']:+.2f}"
-        print(f"| {row['name']} | {r} | {row['ours_mean']:.3f} ± {row['ours_std']:.3f} | {row['mp_mean']:.3f} ± {row['mp_std']:.3f} |")
+        print(
+            f"| {row['name']} | {r} | {row['ours_mean']:.3f} ± {row['ours_std']:.3f} | {row['mp_mean']:.3f} ± {row['mp_std']:.3f} |"
+        )
     return 0
 
 

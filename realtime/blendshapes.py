@@ -27,6 +27,7 @@ motion; eye blinks and squints are barely in it, so those weights stay near 0 or
 
 Left / right follow ARKit: ``...Left`` is the subject's own left side (the right half of an unmirrored image).
 """
+
 from __future__ import annotations
 
 import logging
@@ -113,7 +114,9 @@ class IctFaceModel:
     def load(path: str | Path) -> "IctFaceModel":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"ICT FaceKit model not found at {path} (the asset folder's {ICT_FILE}; set --assets / DRTN_ASSETS)")
+            raise FileNotFoundError(
+                f"ICT FaceKit model not found at {path} (the asset folder's {ICT_FILE}; set --assets / DRTN_ASSETS)"
+            )
         with np.load(path) as data:  # id_basis (100 x 9409 x 3) is never read
             missing = {"mean", "exp_basis", "exp_names", "triangles", "lm68"} - set(data.files)
             if missing:
@@ -126,8 +129,14 @@ class IctFaceModel:
                 landmarks68=np.asarray(data["lm68"], np.int64),
             )
         vertices = model.mean.shape[0]
-        if model.mean.shape != (vertices, 3) or model.expression_basis.shape[1:] != (vertices, 3) or model.landmarks68.shape != (68,):
-            raise ValueError(f"{path}: unexpected shapes mean {model.mean.shape}, exp_basis {model.expression_basis.shape}, lm68 {model.landmarks68.shape}")
+        if (
+            model.mean.shape != (vertices, 3)
+            or model.expression_basis.shape[1:] != (vertices, 3)
+            or model.landmarks68.shape != (68,)
+        ):
+            raise ValueError(
+                f"{path}: unexpected shapes mean {model.mean.shape}, exp_basis {model.expression_basis.shape}, lm68 {model.landmarks68.shape}"
+            )
         if len(model.expression_names) != model.expression_basis.shape[0]:
             raise ValueError(f"{path}: {len(model.expression_names)} exp_names for {model.expression_basis.shape[0]} shapes")
         return model
@@ -148,7 +157,13 @@ class BlendshapeRetargeter:
         ridge: ridge weight relative to the mean diagonal of the unregularised normal matrix.
     """
 
-    def __init__(self, bfm_mean_landmarks: np.ndarray, bfm_expression_landmarks: np.ndarray, ict: IctFaceModel, ridge: float = _DEFAULT_RIDGE):
+    def __init__(
+        self,
+        bfm_mean_landmarks: np.ndarray,
+        bfm_expression_landmarks: np.ndarray,
+        ict: IctFaceModel,
+        ridge: float = _DEFAULT_RIDGE,
+    ):
         bfm_mean = np.asarray(bfm_mean_landmarks, np.float64).reshape(68, 3)
         bfm_basis = np.asarray(bfm_expression_landmarks, np.float64)
         if bfm_basis.shape != (204, NUM_EXP):
@@ -193,7 +208,10 @@ class BlendshapeRetargeter:
             else:
                 raise ValueError(f"ICT shape {name!r} has no ARKit counterpart")
         self._to_arkit = mapping
-        self._from_arkit = [ARKIT_NAMES.index(n) if n in ARKIT_NAMES else ARKIT_NAMES.index(n.removesuffix("Left").removesuffix("Right")) for n in names]
+        self._from_arkit = [
+            ARKIT_NAMES.index(n) if n in ARKIT_NAMES else ARKIT_NAMES.index(n.removesuffix("Left").removesuffix("Right"))
+            for n in names
+        ]
         self.alignment_rotation = rotation  # ICT -> BFM orientation
         self._avatar: tuple[np.ndarray, np.ndarray] | None = None  # built on first use (~60 ms)
 
@@ -212,7 +230,11 @@ class BlendshapeRetargeter:
             IctFaceModel.load(assets.path(ICT_FILE)),
             ridge,
         )
-        LOGGER.debug("blendshape retargeting built in %.0f ms (alignment error %.3f of the face width)", (time.perf_counter() - tick) * 1000, retargeter.alignment_error)
+        LOGGER.debug(
+            "blendshape retargeting built in %.0f ms (alignment error %.3f of the face width)",
+            (time.perf_counter() - tick) * 1000,
+            retargeter.alignment_error,
+        )
         return retargeter
 
     def avatar_vertices(self, blendshapes: dict[str, float] | None) -> np.ndarray:
@@ -224,7 +246,10 @@ class BlendshapeRetargeter:
             low, high = neutral.min(0), neutral.max(0)
             scale = 2.0 / (high - low).max()
             basis = self.ict.expression_basis.astype(np.float64) @ self.alignment_rotation.T * scale
-            self._avatar = (((neutral - (low + high) / 2) * scale).astype(np.float32).reshape(-1), basis.astype(np.float32).reshape(len(basis), -1))
+            self._avatar = (
+                ((neutral - (low + high) / 2) * scale).astype(np.float32).reshape(-1),
+                basis.astype(np.float32).reshape(len(basis), -1),
+            )
         mean, basis = self._avatar
         vertices = mean.copy()
         if blendshapes:

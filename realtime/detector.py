@@ -10,6 +10,7 @@ Current MediaPipe wheels (1.x) ship no models, so both detectors load theirs fro
 
 Both return :class:`Detection` in full-frame pixels, best score first.
 """
+
 from __future__ import annotations
 
 import logging
@@ -177,8 +178,14 @@ class FaceDetector:
         try:
             self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
         except (cv2.error, RuntimeError, ValueError) as error:  # a corrupt model file: one line naming it
-            reason = "OpenCV cannot parse it" if isinstance(error, cv2.error) else (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            raise ValueError(f"cannot load the {self.options.model} face detector model {model_path}: corrupt or not a model file ({reason})") from None
+            reason = (
+                "OpenCV cannot parse it"
+                if isinstance(error, cv2.error)
+                else (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            )
+            raise ValueError(
+                f"cannot load the {self.options.model} face detector model {model_path}: corrupt or not a model file ({reason})"
+            ) from None
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
         """Detect faces.
@@ -217,7 +224,11 @@ class FaceDetector:
         scale = 1.0
         shrink = self.options.max_input_side_px / max(region.shape[:2])
         if self.options.max_input_side_px and shrink < 1.0:
-            region = cv2.resize(region, (max(round(region.shape[1] * shrink), 1), max(round(region.shape[0] * shrink), 1)), interpolation=cv2.INTER_AREA)
+            region = cv2.resize(
+                region,
+                (max(round(region.shape[1] * shrink), 1), max(round(region.shape[0] * shrink), 1)),
+                interpolation=cv2.INTER_AREA,
+            )
             scale = (x1 - x0) / region.shape[1]
         offset = np.array([x0, y0, x0, y0], np.float64)
         detections = []

@@ -9,6 +9,7 @@ of a video. ``main.py demo`` and ``main.py video`` call into here.
   files that do not decode as images are named and skipped.
 - :class:`MeshSequenceWriter`: a video's meshes every N frames, ``DIR/<stem>_f<frame>_t<track>.obj``.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,11 +78,15 @@ class PhotoProcessor:
         texture: sample a UV texture (OBJ) and vertex colours (PLY) from the photo.
     """
 
-    def __init__(self, pipeline, render_modes: tuple[str, ...] | list[str] = ("mesh",), renderer: str = "gl", texture: bool = False):
+    def __init__(
+        self, pipeline, render_modes: tuple[str, ...] | list[str] = ("mesh",), renderer: str = "gl", texture: bool = False
+    ):
         from realtime.pipeline import RunningMode
 
         if pipeline.options.running_mode is not RunningMode.IMAGE:
-            raise ValueError(f"PhotoProcessor needs an IMAGE-mode pipeline (photos stand alone), got {pipeline.options.running_mode.name}")
+            raise ValueError(
+                f"PhotoProcessor needs an IMAGE-mode pipeline (photos stand alone), got {pipeline.options.running_mode.name}"
+            )
         self.pipeline = pipeline
         self.render_modes = tuple(render_modes)
         self.renderer = renderer
@@ -149,8 +154,13 @@ class PhotoProcessor:
         for path in numbered_paths(obj_path, faces) if obj_path is not None else []:
             outputs.append(Output(path, "--obj", (".obj",)))
             if self.texture:
-                outputs += [Output(path.with_suffix(".mtl"), "--obj (its .mtl)"), Output(path.with_name(f"{path.stem}_texture.png"), "--obj (its texture)")]
-        outputs += [Output(path, "--ply", (".ply",)) for path in (numbered_paths(ply_path, faces) if ply_path is not None else [])]
+                outputs += [
+                    Output(path.with_suffix(".mtl"), "--obj (its .mtl)"),
+                    Output(path.with_name(f"{path.stem}_texture.png"), "--obj (its texture)"),
+                ]
+        outputs += [
+            Output(path, "--ply", (".ply",)) for path in (numbered_paths(ply_path, faces) if ply_path is not None else [])
+        ]
         return outputs
 
     @staticmethod
@@ -186,9 +196,13 @@ def write_face_meshes(pipeline, faces, image_bgr: np.ndarray, obj_path: str | Pa
         mesh = face_mesh(pipeline.morphable, face, pipeline.crop_size, (width, height), topology)
         visible = visible_vertices(mesh) if texture else None
         if obj_target is not None:
-            written += write_obj(obj_target, mesh, sample_texture(image_bgr, mesh, topology, visibility=visible) if texture else None)
+            written += write_obj(
+                obj_target, mesh, sample_texture(image_bgr, mesh, topology, visibility=visible) if texture else None
+            )
         if ply_target is not None:
-            written.append(write_ply(ply_target, mesh, sample_vertex_colors(image_bgr, mesh, visibility=visible) if texture else None))
+            written.append(
+                write_ply(ply_target, mesh, sample_vertex_colors(image_bgr, mesh, visibility=visible) if texture else None)
+            )
     return written
 
 

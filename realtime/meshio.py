@@ -13,6 +13,7 @@ photo lines up with the mesh when looked at along -z. Triangles wind counter-clo
 >>> write_obj("face.obj", mesh, texture_bgr=sample_texture(image_bgr, mesh))      # face.obj + .mtl + .png
 >>> write_ply("face.ply", mesh, colors_rgb=sample_vertex_colors(image_bgr, mesh))
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,14 @@ class FaceMesh:
         triangles = np.asarray(self.triangles)
         if vertices.ndim != 2 or vertices.shape[1] != 3:
             raise ValueError(f"FaceMesh: vertices must be (K, 3), got shape {vertices.shape}")
-        if triangles.ndim != 2 or triangles.shape[1] != 3 or (triangles.size and (triangles.min() < 0 or triangles.max() >= len(vertices))):
-            raise ValueError(f"FaceMesh: triangles must be (T, 3) indices into {len(vertices)} vertices, got shape {triangles.shape}")
+        if (
+            triangles.ndim != 2
+            or triangles.shape[1] != 3
+            or (triangles.size and (triangles.min() < 0 or triangles.max() >= len(vertices)))
+        ):
+            raise ValueError(
+                f"FaceMesh: triangles must be (T, 3) indices into {len(vertices)} vertices, got shape {triangles.shape}"
+            )
         if self.uv is not None and np.shape(self.uv) != (len(vertices), 2):
             raise ValueError(f"FaceMesh: uv must be ({len(vertices)}, 2), got shape {np.shape(self.uv)}")
 
@@ -445,5 +452,9 @@ def read_ply(path: str | Path) -> LoadedMesh:
     triangles = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     vertices = np.stack([vertex_table[a] for a in "xyz"], axis=1).astype(np.float64)
     uv = np.stack([vertex_table["s"], vertex_table["t"]], axis=1).astype(np.float64) if "s" in vertex_table else None
-    colors = np.stack([vertex_table[c] for c in ("red", "green", "blue")], axis=1).astype(np.uint8) if "red" in vertex_table else None
+    colors = (
+        np.stack([vertex_table[c] for c in ("red", "green", "blue")], axis=1).astype(np.uint8)
+        if "red" in vertex_table
+        else None
+    )
     return LoadedMesh(vertices, triangles, uv, colors)

@@ -16,6 +16,7 @@ Outputs are then written to :func:`partial_path` (``out.mp4`` -> ``out.partial.m
 with :func:`os.replace` when complete, so an existing file of that name stays intact until the new one is
 whole, and a killed job leaves ``*.partial.*`` beside it (see ``realtime.video``).
 """
+
 from __future__ import annotations
 
 import errno
@@ -87,7 +88,9 @@ def _probe_writable(folder: Path, path: Path, role: str) -> None:
     os.unlink(probe)
 
 
-def check_output_paths(outputs: list[Output], inputs: list[str | os.PathLike] = (), min_free_bytes: int = MIN_FREE_BYTES) -> None:
+def check_output_paths(
+    outputs: list[Output], inputs: list[str | os.PathLike] = (), min_free_bytes: int = MIN_FREE_BYTES
+) -> None:
     """Refuse outputs that would destroy a file or cannot be written; touches no file (a probe file is created
     and removed in each output's nearest existing folder).
 
@@ -107,15 +110,25 @@ def check_output_paths(outputs: list[Output], inputs: list[str | os.PathLike] = 
         for candidate in (path, partial_path(path)):
             for source in inputs:
                 if not source.is_dir() and _same_file(candidate, source):
-                    raise OutputPathError(f"{output.role} {path}: is the input {source}; it would be destroyed (choose another name)")
+                    raise OutputPathError(
+                        f"{output.role} {path}: is the input {source}; it would be destroyed (choose another name)"
+                    )
         for other in seen:
-            if _same_file(path, other.path) or _same_file(partial_path(path), other.path) or _same_file(path, partial_path(other.path)):
-                raise OutputPathError(f"{output.role} {path} and {other.role} {other.path} are the same file; give each output its own name")
+            if (
+                _same_file(path, other.path)
+                or _same_file(partial_path(path), other.path)
+                or _same_file(path, partial_path(other.path))
+            ):
+                raise OutputPathError(
+                    f"{output.role} {path} and {other.role} {other.path} are the same file; give each output its own name"
+                )
         seen.append(Output(path, output.role, output.suffixes))
     for output in seen:  # then each on its own (collisions first: they are the mistakes that destroy files)
         path = output.path
         if output.suffixes and path.suffix.lower() not in output.suffixes:
-            raise OutputPathError(f"{output.role} {path}: expected a {' / '.join(output.suffixes)} file name, got {path.suffix or 'no extension'!r}")
+            raise OutputPathError(
+                f"{output.role} {path}: expected a {' / '.join(output.suffixes)} file name, got {path.suffix or 'no extension'!r}"
+            )
         if path.is_dir():
             raise OutputPathError(f"{output.role} {path}: is a folder; give a file name")
         folder = _existing_ancestor(path, output.role)

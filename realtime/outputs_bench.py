@@ -4,6 +4,7 @@ Times (mean of ``--repeats`` calls after one warm-up) the one-off set-up (displa
 texel map) and, per face, the mesh, its visibility, the texture, OBJ / PLY writing and reading; per frame, the
 depth and PNCC maps against the mesh overlay at the clip's size. Bundled model on ONNX Runtime.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,10 @@ def run(assets: str | None, photo: Path, clip: Path, repeats: int = 5) -> list[t
     image = cv2.imread(str(photo))
     if image is None:
         raise FileNotFoundError(f"cannot read photo {photo}")
-    with FacePipeline(create_backend("onnxruntime", assets=assets, threads=2), PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets)) as pipeline:
+    with FacePipeline(
+        create_backend("onnxruntime", assets=assets, threads=2),
+        PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets),
+    ) as pipeline:
         faces = pipeline.process(image).faces
         if not faces:
             raise ValueError(f"no face found in {photo}")
@@ -62,11 +66,17 @@ def run(assets: str | None, photo: Path, clip: Path, repeats: int = 5) -> list[t
         with tempfile.TemporaryDirectory() as folder:
             obj, ply = Path(folder) / "f.obj", Path(folder) / "f.ply"
             for name, function in (
-                ("face: mesh (38,365 vertices)", lambda: face_mesh(pipeline.morphable, face, pipeline.crop_size, size, topology)),
+                (
+                    "face: mesh (38,365 vertices)",
+                    lambda: face_mesh(pipeline.morphable, face, pipeline.crop_size, size, topology),
+                ),
                 ("face: visibility", lambda: visible_vertices(mesh)),
                 ("face: 512² texture (with visibility)", lambda: sample_texture(image, mesh, topology)),
                 ("face: write OBJ + texture", lambda: write_obj(obj, mesh, texture)),
-                ("face: write PLY + colours (with visibility)", lambda: write_ply(ply, mesh, sample_vertex_colors(image, mesh))),
+                (
+                    "face: write PLY + colours (with visibility)",
+                    lambda: write_ply(ply, mesh, sample_vertex_colors(image, mesh)),
+                ),
                 ("face: read OBJ", lambda: read_obj(obj)),
                 ("face: read PLY", lambda: read_ply(ply)),
             ):
@@ -77,10 +87,20 @@ def run(assets: str | None, photo: Path, clip: Path, repeats: int = 5) -> list[t
         height, width = frame.shape[:2]
         for mode in ("depth", "pncc"):
             drawer = MapDrawer(mode, pipeline.morphable, pipeline.crop_size, width, height, assets)
-            rows.append((f"frame {width}x{height}, {len(clip_faces)} face: {mode} map", _mean_ms(lambda drawer=drawer: drawer.draw(frame, clip_faces), 2 * repeats)))
+            rows.append(
+                (
+                    f"frame {width}x{height}, {len(clip_faces)} face: {mode} map",
+                    _mean_ms(lambda drawer=drawer: drawer.draw(frame, clip_faces), 2 * repeats),
+                )
+            )
             drawer.close()
         overlay = create_overlay("gl", pipeline, width, height)
-        rows.append((f"frame {width}x{height}, {len(clip_faces)} face: mesh overlay ({overlay.name})", _mean_ms(lambda: overlay.draw(frame, clip_faces), 2 * repeats)))
+        rows.append(
+            (
+                f"frame {width}x{height}, {len(clip_faces)} face: mesh overlay ({overlay.name})",
+                _mean_ms(lambda: overlay.draw(frame, clip_faces), 2 * repeats),
+            )
+        )
         overlay.close()
     return rows
 

@@ -7,6 +7,7 @@ Two drawers with one shape, ``draw(image_bgr, faces) -> image_bgr`` (the input i
 
 Both add the landmarks, pose axes and labels with OpenCV. :func:`create_overlay` builds one by name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -176,7 +177,9 @@ class GlOverlay:
             renderer.close()
 
 
-def create_overlay(kind: str, pipeline, width: int, height: int, options: OverlayOptions | None = None, fallback: bool = True) -> OverlayDrawer:
+def create_overlay(
+    kind: str, pipeline, width: int, height: int, options: OverlayOptions | None = None, fallback: bool = True
+) -> OverlayDrawer:
     """Build the drawer named ``kind`` (``"gl"`` or ``"cv"``) for ``pipeline``'s dense mesh.
 
     Args:

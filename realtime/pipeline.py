@@ -22,6 +22,7 @@ which backend it holds. No face gives a :class:`FrameResult` with an empty ``fac
 Each face carries its presence in this frame (:attr:`FaceResult.presence`); in VIDEO and LIVE_STREAM modes a
 face whose presence is too low is not reported and its track ends (``PipelineOptions.presence_check``).
 """
+
 from __future__ import annotations
 
 import enum
@@ -121,7 +122,9 @@ class PipelineOptions:
             try:
                 out["running_mode"] = RunningMode[out["running_mode"].upper()]
             except KeyError:
-                raise ValueError(f"PipelineOptions.running_mode: expected one of {[m.name for m in RunningMode]}, got {values['running_mode']!r}") from None
+                raise ValueError(
+                    f"PipelineOptions.running_mode: expected one of {[m.name for m in RunningMode]}, got {values['running_mode']!r}"
+                ) from None
         for key, kind in (("detector", DetectorOptions), ("tracker", TrackerOptions), ("smoothing", SmoothingOptions)):
             if isinstance(out.get(key), dict):
                 out[key] = kind.from_dict(out[key])
@@ -191,7 +194,13 @@ class FacePipeline:
         detector: any object with ``detect(image_bgr) -> list[Detection]`` (default: a FaceDetector of ``options.detector``: YuNet).
     """
 
-    def __init__(self, backend: InferenceBackend, options: PipelineOptions | None = None, morphable: MorphableModel | None = None, detector=None):
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        options: PipelineOptions | None = None,
+        morphable: MorphableModel | None = None,
+        detector=None,
+    ):
         for attribute in ("infer", "crop_size"):
             if not hasattr(backend, attribute):
                 raise ValueError(f"FacePipeline: the backend must have '{attribute}' (got {type(backend).__name__})")
@@ -203,7 +212,10 @@ class FacePipeline:
         self.detector = detector if detector is not None else FaceDetector(self.options.detector, self.options.assets_dir)
         self._presence_detector = None
         if self.options.presence_check:  # its own YuNet: a low threshold (scores are the presence), no resizing
-            self._presence_detector = FaceDetector(DetectorOptions(model="yunet", min_confidence=0.05, min_face_size_px=0.0, max_input_side_px=0), self.options.assets_dir)
+            self._presence_detector = FaceDetector(
+                DetectorOptions(model="yunet", min_confidence=0.05, min_face_size_px=0.0, max_input_side_px=0),
+                self.options.assets_dir,
+            )
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = FaceSmoother(self.options.smoothing, self.morphable.stats, self.crop_size)
         self.retargeter = None
@@ -309,13 +321,17 @@ class FacePipeline:
         if isinstance(frame, Frame):
             _check_timestamp(frame.timestamp_ms, "Frame.timestamp_ms")
             if timestamp_ms is not None and float(timestamp_ms) != frame.timestamp_ms:
-                raise ValueError(f"got a Frame with timestamp_ms={frame.timestamp_ms} and a different timestamp_ms={timestamp_ms}")
+                raise ValueError(
+                    f"got a Frame with timestamp_ms={frame.timestamp_ms} and a different timestamp_ms={timestamp_ms}"
+                )
             image, timestamp_ms, index = frame.image_bgr, frame.timestamp_ms, frame.index
         else:
             image, index = frame, self._frame_counter
             if timestamp_ms is None:
                 if self.options.running_mode is not RunningMode.IMAGE:
-                    raise ValueError(f"{self.options.running_mode.name} mode needs a timestamp_ms with each image (or pass a Frame)")
+                    raise ValueError(
+                        f"{self.options.running_mode.name} mode needs a timestamp_ms with each image (or pass a Frame)"
+                    )
                 timestamp_ms = 0.0
         image = to_bgr(image)
         if self.options.running_mode is not RunningMode.IMAGE:
@@ -426,7 +442,9 @@ class FacePipeline:
         timings["total"] = (time.perf_counter() - start) * 1000
         return FrameResult(faces, timings, frame.index, frame.timestamp_ms, (width, height))
 
-    def _reconstruct_tracks(self, image: np.ndarray, tracks, timestamp_ms: float, timings: dict, smooth: bool) -> list[FaceResult]:
+    def _reconstruct_tracks(
+        self, image: np.ndarray, tracks, timestamp_ms: float, timings: dict, smooth: bool
+    ) -> list[FaceResult]:
         height, width = image.shape[:2]
         tick = time.perf_counter()
         roi_boxes = np.stack([t.roi_box for t in tracks])
@@ -458,7 +476,16 @@ class FacePipeline:
         if self._presence_detector is not None and finite.any():
             presence[finite] = self._presence(image, landmarks[finite, :, :2])
             presence[~finite] = 0.0
-        lost = set(self.tracker.update(track_ids, landmarks[:, :, :2], (width, height), presence=None if self.options.running_mode is RunningMode.IMAGE or self._presence_detector is None else presence))
+        lost = set(
+            self.tracker.update(
+                track_ids,
+                landmarks[:, :, :2],
+                (width, height),
+                presence=None
+                if self.options.running_mode is RunningMode.IMAGE or self._presence_detector is None
+                else presence,
+            )
+        )
         absent = set()
         if self.options.running_mode is not RunningMode.IMAGE and self._presence_detector is not None:
             absent = {track_id for track_id, value in zip(track_ids, presence) if value < self.tracker.options.min_presence}
@@ -481,7 +508,9 @@ class FacePipeline:
         angles = pose_angles_degrees(params)
         if self.options.compute_dense:
             dense_model = self.morphable.dense_model(params)
-            dense = [model_to_image(points, box, self.crop_size).T.astype(np.float32) for points, box in zip(dense_model, roi_boxes)]
+            dense = [
+                model_to_image(points, box, self.crop_size).T.astype(np.float32) for points, box in zip(dense_model, roi_boxes)
+            ]
         else:
             dense = [np.zeros((0, 3), np.float32)] * len(track_ids)
         blendshapes = [None] * len(track_ids)

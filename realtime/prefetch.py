@@ -3,6 +3,7 @@
 OpenCV releases the GIL while it decodes, so on two or more cores the next frames are ready when the pipeline
 asks for them. Used by ``drtn video`` for files and image folders (not cameras: a live source must not queue).
 """
+
 from __future__ import annotations
 
 import queue

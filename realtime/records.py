@@ -21,6 +21,7 @@ the source fields, presence, quaternion, pose matrix, identity and expression.
 CSV (``--records-format csv``): one row per face with the scalar fields, ``roi_box``, the pose, the quaternion
 and the 68 landmarks as ``lm{k}_x`` / ``lm{k}_y`` columns (no ``params`` or 3D landmarks: use JSONL for those).
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,7 +58,12 @@ class SourceInfo:
     fps: float
 
     def fields(self) -> dict:
-        return {"source": self.name, "source_width": int(self.width), "source_height": int(self.height), "source_fps": round(float(self.fps), 3)}
+        return {
+            "source": self.name,
+            "source_width": int(self.width),
+            "source_height": int(self.height),
+            "source_fps": round(float(self.fps), 3),
+        }
 
 
 def _rounded(array, digits: int) -> list:
@@ -113,7 +119,11 @@ CSV_COLUMNS = (
 def csv_row(record: dict) -> list:
     """The CSV row (:data:`CSV_COLUMNS`) of a :func:`face_record` dict; missing fields are empty."""
     row = [record.get(name, "") for name in CSV_SCALARS]
-    row += list(record["roi_box"]) + [record["pose"][k] for k in ("yaw", "pitch", "roll")] + list(record["rotation_quaternion_wxyz"])
+    row += (
+        list(record["roi_box"])
+        + [record["pose"][k] for k in ("yaw", "pitch", "roll")]
+        + list(record["rotation_quaternion_wxyz"])
+    )
     row += [value for point in record["landmarks_2d"] for value in point]
     return row
 

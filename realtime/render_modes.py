@@ -10,6 +10,7 @@ Depth and PNCC are drawn unlit through the same OpenGL path as the overlay
 (:class:`realtime.render.OverlayRenderer`, depth-tested, so the nearest surface wins). All drawers share
 ``draw(image_bgr, faces) -> image_bgr`` and ``close()``; :func:`create_drawer` builds one by name.
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,9 @@ class MapDrawer:
 
             self._renderer = render.OverlayRenderer(width, height)
         except Exception as error:  # no EGL / OSMesa / GL 3.3
-            raise RuntimeError(f"--render {self.name} needs OpenGL, which cannot start at {width}x{height} ({error})") from error
+            raise RuntimeError(
+                f"--render {self.name} needs OpenGL, which cannot start at {width}x{height} ({error})"
+            ) from error
         self._size = (width, height)
 
     def meshes(self, faces: Sequence, width: int, height: int) -> list:
@@ -120,7 +123,14 @@ def create_drawer(mode: str, pipeline, width: int, height: int, renderer: str = 
         from realtime.overlay import create_overlay
 
         return create_overlay(renderer, pipeline, width, height)
-    return MapDrawer(mode, pipeline.morphable, pipeline.crop_size, width, height, assets if assets is not None else pipeline.options.assets_dir)
+    return MapDrawer(
+        mode,
+        pipeline.morphable,
+        pipeline.crop_size,
+        width,
+        height,
+        assets if assets is not None else pipeline.options.assets_dir,
+    )
 
 
 def parse_render_modes(text: str) -> list[str]:

@@ -13,6 +13,7 @@ space* is the frame's pixels (x right, y down, pixel centres at integers) with d
 nearer the camera (see :mod:`drtn.crop`). The projection is weak perspective, so the 4x4 matrix's last row is
 ``[0, 0, 0, 1]``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -20,6 +20,7 @@ Measured on the tracking benchmark's moving faces (``main.py bench --tracking``;
 defaults keep the landmark NME within 0.1 points of unsmoothed output at every speed and cut the jitter most
 where the head is slow; a One-Euro filter on the pose (the former default) doubled the NME of moving faces.
 """
+
 from __future__ import annotations
 
 import math
@@ -358,7 +359,9 @@ class FaceSmoother:
             quaternion = rotation_to_quaternion(pose.rotation)
             if state.pose.value is not None and float(quaternion @ state.pose.value[_ROTATION]) < 0:
                 quaternion = -quaternion  # q and -q are the same rotation: stay on the filter's hemisphere
-            vector = np.concatenate([quaternion, pose.translation_px / state.reference_size_px, [math.log(pose.scale_px)], pose.stretch[_UPPER]])
+            vector = np.concatenate(
+                [quaternion, pose.translation_px / state.reference_size_px, [math.log(pose.scale_px)], pose.stretch[_UPPER]]
+            )
             vector = state.pose(vector, time_s, state.head_speed())
             stretch = np.zeros((3, 3))
             stretch[_UPPER] = vector[_STRETCH]

@@ -7,6 +7,7 @@ temporary folder that is deleted afterwards, and prints a markdown table: reside
 evenly spaced frames, the growth after warm-up, and the frame rate. Not a test: it takes minutes
 (9,000 frames ~ 5 min on 2 CPU cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,7 +95,9 @@ class LoopingSource(FrameSource):
         self._report.samples.append((index, rss_mib()))
 
 
-def run_soak(backend, clip: str | os.PathLike, frames: int, options=None, renderer: str = "cv", samples: int = 10) -> SoakReport:
+def run_soak(
+    backend, clip: str | os.PathLike, frames: int, options=None, renderer: str = "cv", samples: int = 10
+) -> SoakReport:
     """Run ``frames`` frames of ``clip`` (looped) through :func:`realtime.video.process_video` into a temporary
     folder; see the module docstring."""
     from realtime.overlay import create_overlay
@@ -106,10 +109,15 @@ def run_soak(backend, clip: str | os.PathLike, frames: int, options=None, render
     report = SoakReport(str(clip))
     source = LoopingSource(clip, frames, report, sample_every=max(1, frames // samples))
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="drtn-soak-") as folder, FacePipeline(backend, options or PipelineOptions()) as pipeline:
+    with (
+        tempfile.TemporaryDirectory(prefix="drtn-soak-") as folder,
+        FacePipeline(backend, options or PipelineOptions()) as pipeline,
+    ):
         overlay = create_overlay(renderer, pipeline, *source.frame_size)
         try:
-            summary = process_video(source, pipeline, Path(folder) / "soak.mp4", Path(folder) / "soak.jsonl", overlay, progress=False)
+            summary = process_video(
+                source, pipeline, Path(folder) / "soak.mp4", Path(folder) / "soak.jsonl", overlay, progress=False
+            )
         finally:
             overlay.close()
     report.frames, report.writer, report.seconds = summary.frames, summary.writer, time.perf_counter() - start
@@ -131,7 +139,9 @@ def run_soak_command(args: argparse.Namespace) -> int:
     kinds = getattr(args, "backends", None) or ["onnxruntime"]
     backend = create_backend(kinds[0], assets, threads=max(getattr(args, "threads", None) or [2]))
     try:
-        report = run_soak(backend, clip, int(args.soak), PipelineOptions(assets_dir=assets), renderer=getattr(args, "renderer", None) or "cv")
+        report = run_soak(
+            backend, clip, int(args.soak), PipelineOptions(assets_dir=assets), renderer=getattr(args, "renderer", None) or "cv"
+        )
     finally:
         if hasattr(backend, "close"):
             backend.close()

@@ -11,6 +11,7 @@ Failures that a user can cause give one clear exception at open time: a missing 
 A video whose container claims more frames than decode (a truncated file) ends at the last good frame with
 a warning, never an exception or a hang.
 """
+
 from __future__ import annotations
 
 import logging
@@ -151,7 +152,9 @@ class VideoFileSource(FrameSource):
             # A truncated file (e.g. obama.mp4: claims 158, decodes 55): end at the last good frame.
             LOGGER.warning(
                 "%s: the container claims %d frames but only %d decoded (truncated file?); stopping at the last good frame",
-                self.path, self.claimed_frame_count, self.frames_read,
+                self.path,
+                self.claimed_frame_count,
+                self.frames_read,
             )
 
     def close(self) -> None:
@@ -250,7 +253,11 @@ class ImageFolderSource(FrameSource):
                 break
             self.skipped.append(path)
         if first is None:
-            what = f"image {self.path}" if self.path.is_file() else f"any image in {self.path} ({len(self.files)} tried, first {self.files[0].name})"
+            what = (
+                f"image {self.path}"
+                if self.path.is_file()
+                else f"any image in {self.path} ({len(self.files)} tried, first {self.files[0].name})"
+            )
             raise SourceError(f"cannot decode {what}: corrupt or not an image")
         self.frame_size = (first.shape[1], first.shape[0])
 

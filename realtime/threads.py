@@ -7,6 +7,7 @@ raised the pipeline benchmark from ~30 to ~43 FPS with identical results. The en
 ``live``, ``bench --pipeline``) call :func:`limit_blas_threads`; the library itself changes nothing
 process-wide.
 """
+
 from __future__ import annotations
 
 import ctypes

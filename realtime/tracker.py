@@ -16,6 +16,7 @@ frame, keeps less than ``min_visible_fraction`` of its landmark box inside the i
 frame), ``max_missed_detections`` detector runs in a row found no face on it (when the pipeline checks no
 presence), or it duplicates an older track.
 """
+
 from __future__ import annotations
 
 import logging
@@ -184,7 +185,9 @@ class FaceTracker:
         every = self.options.detect_every_n_frames
         return every > 0 and self._frames_since_detection >= every
 
-    def apply_detections(self, roi_boxes: np.ndarray, scores: np.ndarray, verify: Callable[[Track], bool] | None = None) -> list[int]:
+    def apply_detections(
+        self, roi_boxes: np.ndarray, scores: np.ndarray, verify: Callable[[Track], bool] | None = None
+    ) -> list[int]:
         """Match a detector run's crop boxes to the tracks; start tracks for unmatched faces.
 
         Args:
@@ -234,7 +237,11 @@ class FaceTracker:
         for col in np.argsort(-scores):
             if col in matched_detections or len(self.tracks) >= self.options.max_faces:
                 continue
-            if self.tracks and box_iou(np.stack([t.roi_box for t in self.tracks]), roi_boxes[col]).max() >= self.options.iou_match_threshold:
+            if (
+                self.tracks
+                and box_iou(np.stack([t.roi_box for t in self.tracks]), roi_boxes[col]).max()
+                >= self.options.iou_match_threshold
+            ):
                 continue  # a second box on a face already tracked
             track_id = None
             if self._recently_lost:
@@ -248,7 +255,9 @@ class FaceTracker:
             self.tracks.append(Track(track_id, roi_boxes[col].copy(), from_detection=True, detection_score=float(scores[col])))
         return dropped
 
-    def update(self, track_ids, landmarks_xy: np.ndarray, image_size: tuple[int, int], presence: np.ndarray | None = None) -> list[int]:
+    def update(
+        self, track_ids, landmarks_xy: np.ndarray, image_size: tuple[int, int], presence: np.ndarray | None = None
+    ) -> list[int]:
         """Take each track's landmarks in this frame; set its next crop box or drop it.
 
         Args:
@@ -260,7 +269,11 @@ class FaceTracker:
             ids of the tracks lost in this frame (the detector will run on the next one).
         """
         width, height = image_size
-        landmarks_xy = np.asarray(landmarks_xy, dtype=np.float64).reshape(len(track_ids), -1, 2) if len(track_ids) else np.zeros((0, 68, 2))
+        landmarks_xy = (
+            np.asarray(landmarks_xy, dtype=np.float64).reshape(len(track_ids), -1, 2)
+            if len(track_ids)
+            else np.zeros((0, 68, 2))
+        )
         by_id = {t.track_id: t for t in self.tracks}
         lost: list[int] = []
         presence = np.ones(len(track_ids)) if presence is None else np.asarray(presence, dtype=np.float64).reshape(-1)
@@ -337,7 +350,11 @@ class FaceTracker:
         dropped = []
         for i in range(len(alive)):
             for j in range(i + 1, len(alive)):
-                if iou[i, j] > self.options.duplicate_iou_threshold and alive[i].track_id not in dropped and alive[j].track_id not in dropped:
+                if (
+                    iou[i, j] > self.options.duplicate_iou_threshold
+                    and alive[i].track_id not in dropped
+                    and alive[j].track_id not in dropped
+                ):
                     younger = alive[i] if alive[i].track_id > alive[j].track_id else alive[j]
                     dropped.append(younger.track_id)
         if dropped:

@@ -19,6 +19,7 @@ Metrics (faces matched to ground truth by the IoU of their landmark boxes, Hunga
   than that is neither a hit nor a false positive.
 - presence ROC: each reported face's ``presence`` against whether it matched a face (AUC, rates at 0.5).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,7 +100,9 @@ class SceneScorer:
         stats.truths += sum(counted)
         matched_truth: dict[int, int] = {}
         if truths and predictions:
-            iou = np.array([[_iou(_landmark_box(t.landmarks), _landmark_box(p.landmarks)) for p in predictions] for t in truths])
+            iou = np.array(
+                [[_iou(_landmark_box(t.landmarks), _landmark_box(p.landmarks)) for p in predictions] for t in truths]
+            )
             rows, cols = linear_sum_assignment(-iou)
             matched_truth = {int(c): int(r) for r, c in zip(rows, cols) if iou[r, c] >= MATCH_IOU}
         hit_truths = set()
@@ -245,16 +248,32 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
         lines += [
             "Moving face (one held-out face, smooth camera, 640x480): NME % / jitter % of face size; the ground truth's own jitter in the first row",
             "",
-            "| pipeline | " + " | ".join(f"{s} NME" for s in speeds) + " | " + " | ".join(f"{s} jitter" for s in speeds) + " | ms/frame |",
+            "| pipeline | "
+            + " | ".join(f"{s} NME" for s in speeds)
+            + " | "
+            + " | ".join(f"{s} jitter" for s in speeds)
+            + " | ms/frame |",
             "|---|" + "---:|" * (2 * len(moving) + 1),
         ]
         first = results[rows[0]]
-        lines.append("| ground truth | " + " | ".join("0" for _ in moving) + " | " + " | ".join(f"{_mean(first[g].truth_jitter):.2f}" for g in moving) + " | |")
+        lines.append(
+            "| ground truth | "
+            + " | ".join("0" for _ in moving)
+            + " | "
+            + " | ".join(f"{_mean(first[g].truth_jitter):.2f}" for g in moving)
+            + " | |"
+        )
         for row in rows:
             stats = results[row]
             frames = sum(stats[g].frames for g in moving)
             ms = 1000 * sum(stats[g].seconds for g in moving) / max(frames, 1)
-            lines.append(f"| {row} | " + " | ".join(f"{_mean(stats[g].nme):.2f}" for g in moving) + " | " + " | ".join(f"{_mean(stats[g].jitter):.2f}" for g in moving) + f" | {ms:.1f} |")
+            lines.append(
+                f"| {row} | "
+                + " | ".join(f"{_mean(stats[g].nme):.2f}" for g in moving)
+                + " | "
+                + " | ".join(f"{_mean(stats[g].jitter):.2f}" for g in moving)
+                + f" | {ms:.1f} |"
+            )
         lines.append("")
     if multi:
         lines += [
@@ -268,7 +287,9 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
             cells = []
             for g in multi:
                 s = stats[g]
-                cells.append(f"{100 * s.mota:.1f} | {s.false_positives} | {s.misses}/{s.truths} | {s.id_switches} | {_mean(s.nme):.2f}")
+                cells.append(
+                    f"{100 * s.mota:.1f} | {s.false_positives} | {s.misses}/{s.truths} | {s.id_switches} | {_mean(s.nme):.2f}"
+                )
             frames = sum(stats[g].frames for g in multi)
             ms = 1000 * sum(stats[g].seconds for g in multi) / max(frames, 1)
             lines.append(f"| {row} | " + " | ".join(cells) + f" | {ms:.1f} |")
@@ -281,7 +302,9 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
         if pairs:
             tpr = np.mean([s >= 0.5 for s in positives]) if positives else float("nan")
             fpr = np.mean([s >= 0.5 for s in negatives]) if negatives else float("nan")
-            presence_lines.append(f"| {row} | {roc_auc(pairs):.3f} | {len(positives)} | {len(negatives)} | {100 * tpr:.1f} | {100 * fpr:.1f} |")
+            presence_lines.append(
+                f"| {row} | {roc_auc(pairs):.3f} | {len(positives)} | {len(negatives)} | {100 * tpr:.1f} | {100 * fpr:.1f} |"
+            )
     if presence_lines:
         lines += [
             "Presence of the reported faces (all scenes): ROC AUC of `presence` for faces matching a ground-truth face vs not (reported false positives)",
@@ -311,8 +334,15 @@ def _detection_hits(truths, detections) -> tuple[int, int, int]:
         box = _landmark_box(truth.landmarks)
         for index, detection in enumerate(detections):
             center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
-            side = math.sqrt(max((detection.box_xyxy[2] - detection.box_xyxy[0]) * (detection.box_xyxy[3] - detection.box_xyxy[1]), 1e-6))
-            if index not in used and box[0] <= center[0] <= box[2] and box[1] <= center[1] <= box[3] and 0.5 < side / truth.size < 2.0:
+            side = math.sqrt(
+                max((detection.box_xyxy[2] - detection.box_xyxy[0]) * (detection.box_xyxy[3] - detection.box_xyxy[1]), 1e-6)
+            )
+            if (
+                index not in used
+                and box[0] <= center[0] <= box[2]
+                and box[1] <= center[1] <= box[3]
+                and 0.5 < side / truth.size < 2.0
+            ):
                 used.add(index)
                 found += 1
                 break
@@ -330,7 +360,15 @@ def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: 
     from realtime.detector import DetectorOptions, FaceDetector
 
     sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"})
-    frames = {size: [f for scene in scenes if scene.kind == "multi" and scene.size == size for f in (scene.render(i) for i in range(0, len(scene), every))] for size in sizes}
+    frames = {
+        size: [
+            f
+            for scene in scenes
+            if scene.kind == "multi" and scene.size == size
+            for f in (scene.render(i) for i in range(0, len(scene), every))
+        ]
+        for size in sizes
+    }
     lines = [
         f"Detectors on the multi-face scenes (every {every}th frame): recall of visible faces %, false detections per frame, ms per frame",
         "",
@@ -369,12 +407,27 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     default = PipelineOptions(assets_dir=assets_dir, compute_dense=False, compute_blendshapes=False)
     specs = {
         "ours (smoothing on: default)": lambda: OurTracker("ours (smoothing on: default)", ours, default, morphable),
-        "ours (smoothing off)": lambda: OurTracker("ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable),
-        "ours (presence not used)": lambda: OurTracker("ours (presence not used)", ours, replace(default, tracker=replace(default.tracker, min_presence=0.0)), morphable),
-        "ours, teacher backend (tracking without our model)": lambda: OurTracker("ours, teacher backend (tracking without our model)", teacher, default, morphable),
+        "ours (smoothing off)": lambda: OurTracker(
+            "ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable
+        ),
+        "ours (presence not used)": lambda: OurTracker(
+            "ours (presence not used)", ours, replace(default, tracker=replace(default.tracker, min_presence=0.0)), morphable
+        ),
+        "ours, teacher backend (tracking without our model)": lambda: OurTracker(
+            "ours, teacher backend (tracking without our model)", teacher, default, morphable
+        ),
         "peer: BlazeFace every frame + teacher": lambda: PerFramePeer(
-            "peer: BlazeFace every frame + teacher", teacher,
-            PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=assets_dir, compute_dense=False, compute_blendshapes=False, detector=DetectorOptions(model="blazeface")), morphable),
+            "peer: BlazeFace every frame + teacher",
+            teacher,
+            PipelineOptions(
+                running_mode=RunningMode.IMAGE,
+                assets_dir=assets_dir,
+                compute_dense=False,
+                compute_blendshapes=False,
+                detector=DetectorOptions(model="blazeface"),
+            ),
+            morphable,
+        ),
     }
     return [make() for name, make in specs.items() if only is None or name in only]
 
@@ -400,15 +453,21 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
         for row in rows:
             row.close()
     frames = sum(len(s) for s in scenes)
-    note = (f"Tracking benchmark (`main.py bench --tracking`{' --tiny' if scale == 'tiny' else ''}): {len(scenes)} scenes, {frames} frames "
-            f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s")
+    note = (
+        f"Tracking benchmark (`main.py bench --tracking`{' --tiny' if scale == 'tiny' else ''}): {len(scenes)} scenes, {frames} frames "
+        f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s"
+    )
     table = markdown(results, note)
     detector_scenes = [s for s in scenes if s.kind == "multi"]
     if scale == "full":
         from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
 
         crowd = load_held_out_faces(data, 8, seed=7)
-        detector_scenes.append(multi_face_scene(crowd, seed=77, frames=120, size=(1920, 1080), distractors=8, name="multi-1920x1080-0", face_range=(0.05, 0.3)))
+        detector_scenes.append(
+            multi_face_scene(
+                crowd, seed=77, frames=120, size=(1920, 1080), distractors=8, name="multi-1920x1080-0", face_range=(0.05, 0.3)
+            )
+        )
     table += "\n\n" + run_detector_comparison(detector_scenes, assets)
     print(table)
     output = getattr(args, "output", None)

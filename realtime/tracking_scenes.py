@@ -15,6 +15,7 @@ Everything is seeded: the same arguments give the same frames. Frames are genera
 Ground truth per frame and face (:class:`FaceTruth`): landmarks (68, 2) image pixels (also where hidden),
 ``visible`` = fraction of the landmarks inside the frame and not covered by a face in front.
 """
+
 from __future__ import annotations
 
 import logging
@@ -161,7 +162,9 @@ def draw_distractors(image: np.ndarray, rng: np.random.Generator, count: int) ->
             cv2.rectangle(mask, (cx - radius, cy - radius), (cx + radius, cy + radius), 1.0, -1)
             mask = mask[..., None]
             ys = np.arange(height)[:, None, None]
-            layer = np.where((ys // max(radius // 4, 2)) % 2 == 0, np.array([120, 150, 200]), np.array([60, 80, 110])).astype(np.uint8)
+            layer = np.where((ys // max(radius // 4, 2)) % 2 == 0, np.array([120, 150, 200]), np.array([60, 80, 110])).astype(
+                np.uint8
+            )
             layer = np.broadcast_to(layer, image.shape)
         image[:] = (image * (1 - mask) + layer * mask).astype(np.uint8)
 
@@ -221,7 +224,17 @@ class Scene:
     """A generated clip: ``name``, ``kind`` (``moving`` / ``multi``), ``size`` (width, height), ``frames``;
     iterate for :class:`SceneFrame` (rendered lazily)."""
 
-    def __init__(self, name: str, kind: str, size: tuple[int, int], frames: int, background: np.ndarray, actors: list[_Actor], camera=None, speed: float = 0.0):
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        size: tuple[int, int],
+        frames: int,
+        background: np.ndarray,
+        actors: list[_Actor],
+        camera=None,
+        speed: float = 0.0,
+    ):
         self.name, self.kind, self.size, self.frames = name, kind, size, frames
         self.speed = speed
         self._background = background
@@ -235,7 +248,9 @@ class Scene:
         width, height = self.size
         camera = self._camera(index) if self._camera is not None else np.eye(3)
         if self._camera is not None:
-            image = cv2.warpPerspective(self._background, camera, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            image = cv2.warpPerspective(
+                self._background, camera, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+            )
         else:
             image = self._background.copy()
         image = image.astype(np.float32)
@@ -244,14 +259,20 @@ class Scene:
             if not actor.start <= index < actor.stop:
                 continue
             homography = camera @ actor.homography(index)
-            corners = _apply(homography, np.array([[0, 0], [PATCH_SIDE, 0], [0, PATCH_SIDE], [PATCH_SIDE, PATCH_SIDE]], np.float64))
+            corners = _apply(
+                homography, np.array([[0, 0], [PATCH_SIDE, 0], [0, PATCH_SIDE], [PATCH_SIDE, PATCH_SIDE]], np.float64)
+            )
             x0, y0 = np.clip(np.floor(corners.min(axis=0)).astype(int) - 1, 0, [width, height])
             x1, y1 = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, [width, height])
             alpha = np.zeros((height, width), np.float32)
             if x1 > x0 and y1 > y0:  # warp only the patch's bounding box
                 shifted = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1.0]]) @ homography
-                patch = cv2.warpPerspective(actor.face.image, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-                alpha[y0:y1, x0:x1] = cv2.warpPerspective(actor.face.alpha, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+                patch = cv2.warpPerspective(
+                    actor.face.image, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+                )
+                alpha[y0:y1, x0:x1] = cv2.warpPerspective(
+                    actor.face.alpha, shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+                )
                 a = alpha[y0:y1, x0:x1, None]
                 image[y0:y1, x0:x1] = image[y0:y1, x0:x1] * (1 - a) + patch.astype(np.float32) * a
             placed.append((actor, _apply(homography, actor.face.landmarks), alpha))
@@ -273,14 +294,26 @@ class Scene:
             yield self.render(index)
 
 
-def moving_scene(face: HeldOutFace, speed: float, seed: int, frames: int = 60, size: tuple[int, int] = (640, 480), name: str = "") -> Scene:
+def moving_scene(
+    face: HeldOutFace, speed: float, seed: int, frames: int = 60, size: tuple[int, int] = (640, 480), name: str = ""
+) -> Scene:
     """One face filmed by a smoothly moving camera; ``speed``: peak face sizes per second (0 = still)."""
     rng = np.random.default_rng(seed)
     width, height = size
     face_px = float(rng.uniform(0.28, 0.36) * height)
     background = make_background(rng, width * 2, height * 2)
     margin = np.array([width / 2, height / 2])
-    actor = _Actor(face, 0, 1.0, 0, frames, np.stack([margin + np.array([width / 2, height / 2])] * 3), (face_px, face_px), (0, 0, 0), (0, 0, 0))
+    actor = _Actor(
+        face,
+        0,
+        1.0,
+        0,
+        frames,
+        np.stack([margin + np.array([width / 2, height / 2])] * 3),
+        (face_px, face_px),
+        (0, 0, 0),
+        (0, 0, 0),
+    )
     frequency = float(rng.uniform(0.5, 0.8))  # Hz
     phases = rng.uniform(0, 2 * math.pi, 5)
     amplitude_px = speed * face_px / (2 * math.pi * frequency)  # peak translation speed = speed face sizes / s
@@ -307,7 +340,15 @@ def moving_scene(face: HeldOutFace, speed: float, seed: int, frames: int = 60, s
     return Scene(name or f"moving-{speed:g}", "moving", size, frames, background, [actor], camera=camera, speed=speed)
 
 
-def multi_face_scene(faces: list[HeldOutFace], seed: int, frames: int = 120, size: tuple[int, int] = (1280, 720), distractors: int = 5, name: str = "", face_range: tuple[float, float] = (0.10, 0.42)) -> Scene:
+def multi_face_scene(
+    faces: list[HeldOutFace],
+    seed: int,
+    frames: int = 120,
+    size: tuple[int, int] = (1280, 720),
+    distractors: int = 5,
+    name: str = "",
+    face_range: tuple[float, float] = (0.10, 0.42),
+) -> Scene:
     """Several faces entering, leaving, crossing (the one in front occludes), changing scale, on a background
     with non-face distractors; face sizes (landmark box side) in ``face_range`` of the frame height."""
     rng = np.random.default_rng(seed)
@@ -333,7 +374,19 @@ def multi_face_scene(faces: list[HeldOutFace], seed: int, frames: int = 120, siz
             stop = int(rng.integers(frames * 2 // 3, frames))
             a = rng.uniform([0.2, 0.25], [0.8, 0.75]) * (width, height)
             path = np.array([a, a + rng.uniform(-0.08, 0.08, 2) * width, a + rng.uniform(-0.15, 0.15, 2) * width])
-        actors.append(_Actor(face, face_id, float(face_id % 3 == 1) + rng.uniform(0, 0.5), start, stop, path, face_px, (float(rng.uniform(0, 0.3)), float(rng.uniform(0.2, 0.6)), float(rng.uniform(0, 6))), (float(rng.uniform(0, 0.15)), float(rng.uniform(0.2, 0.5)), float(rng.uniform(0, 6)))))
+        actors.append(
+            _Actor(
+                face,
+                face_id,
+                float(face_id % 3 == 1) + rng.uniform(0, 0.5),
+                start,
+                stop,
+                path,
+                face_px,
+                (float(rng.uniform(0, 0.3)), float(rng.uniform(0.2, 0.6)), float(rng.uniform(0, 6))),
+                (float(rng.uniform(0, 0.15)), float(rng.uniform(0.2, 0.5)), float(rng.uniform(0, 6))),
+            )
+        )
     return Scene(name or f"multi-{width}x{height}", "multi", size, frames, background, actors)
 
 
@@ -348,11 +401,23 @@ def standard_scenes(data_dir: str | Path, scale: str = "full", seed: int = 0) ->
     scenes, used = [], 0
     for speed_name, speed in SPEEDS.items():
         for repeat in range(per_speed):
-            scenes.append(moving_scene(faces[used], speed, seed=seed * 1000 + used, frames=24 if tiny else 60, name=f"moving-{speed_name}-{repeat}"))
+            scenes.append(
+                moving_scene(
+                    faces[used], speed, seed=seed * 1000 + used, frames=24 if tiny else 60, name=f"moving-{speed_name}-{repeat}"
+                )
+            )
             used += 1
     for size in ((640, 480), (1280, 720)):
         for repeat in range(multi_per_size):
             count = 3 if size[0] == 640 else 4
-            scenes.append(multi_face_scene(faces[used : used + count], seed=seed * 1000 + used, frames=40 if tiny else 120, size=size, name=f"multi-{size[0]}x{size[1]}-{repeat}"))
+            scenes.append(
+                multi_face_scene(
+                    faces[used : used + count],
+                    seed=seed * 1000 + used,
+                    frames=40 if tiny else 120,
+                    size=size,
+                    name=f"multi-{size[0]}x{size[1]}-{repeat}",
+                )
+            )
             used += count
     return scenes

@@ -19,6 +19,7 @@ One record per face per frame, JSONL or CSV, with a schema version and the sourc
 (presence, blendshapes when computed): see :mod:`realtime.records`. ``output_path=None`` writes the records only
 (``--records-only``).
 """
+
 from __future__ import annotations
 
 import errno
@@ -129,7 +130,9 @@ class RecordsWriter:
             self._handle.flush()  # on disk (page cache) now: survives the process being killed
         except OSError as error:
             self._cut_back()
-            reason = "no space left on the device (disk full)" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+            reason = (
+                "no space left on the device (disk full)" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+            )
             raise OutputWriteError(f"cannot write records to {self.path}: {reason}") from error
         self._good_bytes = self._handle.tell()
         self.records += len(records)
@@ -283,7 +286,10 @@ def process_video(
         if records_partial is not None:
             same = records_format == records_format_of(records_partial)
             records = RecordsWriter(records_partial) if same else RecordsWriter(records_partial, records_format)
-        with _signals_stop_at_frame_end() as stop, tqdm(total=total, unit="frame", disable=not progress, desc=(output_path or records_path).name) as bar:
+        with (
+            _signals_stop_at_frame_end() as stop,
+            tqdm(total=total, unit="frame", disable=not progress, desc=(output_path or records_path).name) as bar,
+        ):
 
             def write_outputs(frame: Frame, result) -> None:
                 """Draw, encode and record one frame (on the output thread when pipelined)."""
@@ -382,6 +388,12 @@ def process_video(
     if not playable:
         LOGGER.error("wrote %d frames to %s but the file does not open", frames, output_path)
     else:
-        LOGGER.debug("wrote %d frames to %s (%s)%s", frames, output_path, backend, f" and {records.records} records to {records_path}" if records is not None else "")
+        LOGGER.debug(
+            "wrote %d frames to %s (%s)%s",
+            frames,
+            output_path,
+            backend,
+            f" and {records.records} records to {records_path}" if records is not None else "",
+        )
     face_records = records.records if records is not None else 0
     return VideoSummary(frames, face_records, output_path, records_path, playable, time.perf_counter() - start, backend)

@@ -17,6 +17,7 @@ rotation (most VRM apps) ignore it.
 The sender never raises on a network error mid-stream (a receiver that is not running yet is normal with UDP);
 it logs the first error once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -81,11 +82,13 @@ def head_pose_unity(params: np.ndarray, roi_box: np.ndarray, image_size: tuple[i
     width, height = image_size
     face_px = max(x1 - x0, 1.0)
     metres_per_px = NOMINAL_FACE_WIDTH_M / face_px
-    position = np.array([
-        ((x0 + x1) / 2 - width / 2) * metres_per_px,
-        -((y0 + y1) / 2 - height / 2) * metres_per_px,
-        NOMINAL_FACE_WIDTH_M * (width / face_px) * 0.5,  # nominal distance: the face spans face_px of width px
-    ])
+    position = np.array(
+        [
+            ((x0 + x1) / 2 - width / 2) * metres_per_px,
+            -((y0 + y1) / 2 - height / 2) * metres_per_px,
+            NOMINAL_FACE_WIDTH_M * (width / face_px) * 0.5,  # nominal distance: the face spans face_px of width px
+        ]
+    )
     return position, quaternion
 
 

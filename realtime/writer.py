@@ -32,6 +32,7 @@ cut back to its last whole fragment, so what was written stays playable and deco
 The OpenCV fallback (used when PyAV or its ``libx264`` encoder is missing, with a warning) writes ``mp4v``
 in a plain MP4: not crash-safe and not playable in browsers.
 """
+
 from __future__ import annotations
 
 import errno
@@ -101,7 +102,9 @@ class VideoWriter:
         VideoWriteError: the file cannot be created.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int], backend: str = "auto", threaded: bool = True):
+    def __init__(
+        self, path: str | os.PathLike, fps: float, size: tuple[int, int], backend: str = "auto", threaded: bool = True
+    ):
         self.path = Path(path)
         width, height = (int(v) for v in size)
         if width < 1 or height < 1:
@@ -127,7 +130,10 @@ class VideoWriter:
             self._open_pyav()
         else:
             if backend == "auto":
-                LOGGER.warning("PyAV with libx264 is not available (pip install av): writing %s with OpenCV mp4v, which a hard kill leaves unplayable and browsers do not play", self.path)
+                LOGGER.warning(
+                    "PyAV with libx264 is not available (pip install av): writing %s with OpenCV mp4v, which a hard kill leaves unplayable and browsers do not play",
+                    self.path,
+                )
             self._open_opencv()
 
     # ------------------------------------------------------------------------------------------ opening
@@ -138,7 +144,12 @@ class VideoWriter:
         self.size = (width + width % 2, height + height % 2)
         try:
             open(self.path, "wb").close()  # FFmpeg opens the file lazily: fail here, at open time, if it cannot be created
-            self._container = av.open(str(self.path), mode="w", format="mp4", container_options={"movflags": FRAGMENTED_MP4_FLAGS, "flush_packets": "1"})
+            self._container = av.open(
+                str(self.path),
+                mode="w",
+                format="mp4",
+                container_options={"movflags": FRAGMENTED_MP4_FLAGS, "flush_packets": "1"},
+            )
         except (OSError, av.FFmpegError) as error:
             raise VideoWriteError(f"cannot create video {self.path}: {_describe(error)}") from error
         rate = Fraction(self.fps).limit_denominator(1001)
@@ -157,7 +168,9 @@ class VideoWriter:
         self.size = self.input_size
         self._cv_writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
         if not self._cv_writer.isOpened():
-            raise VideoWriteError(f"cannot create video {self.path} (OpenCV mp4v, {self.size[0]}x{self.size[1]} at {self.fps} fps)")
+            raise VideoWriteError(
+                f"cannot create video {self.path} (OpenCV mp4v, {self.size[0]}x{self.size[1]} at {self.fps} fps)"
+            )
         self.backend = OPENCV_BACKEND
 
     # ------------------------------------------------------------------------------------------ writing
@@ -335,6 +348,8 @@ def trim_to_whole_boxes(path: str | os.PathLike) -> int:
     return size - cut
 
 
-def open_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, int], backend: str = "auto", threaded: bool = True) -> VideoWriter:
+def open_video_writer(
+    path: str | os.PathLike, fps: float, size: tuple[int, int], backend: str = "auto", threaded: bool = True
+) -> VideoWriter:
     """Open ``path`` for writing ``size = (width, height)`` BGR frames at ``fps``; see :class:`VideoWriter`."""
     return VideoWriter(path, fps, size, backend, threaded)

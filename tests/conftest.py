@@ -1,4 +1,5 @@
 """Shared fixtures: the asset folder and the shared samples (../shared beside the repo, or $DRTN_ASSETS)."""
+
 from __future__ import annotations
 
 import os

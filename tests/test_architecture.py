@@ -1,5 +1,6 @@
 """The package dependency rules of the README, checked on the source: drtn <- export <- training, realtime <- the
 `drtn` command (drtn_cli); no import circles; the command line is imported by nothing but its entry."""
+
 from __future__ import annotations
 
 import ast
@@ -17,7 +18,11 @@ ALLOWED = {
     "training": {"drtn", "export", "training"},
     "realtime": {"drtn", "export", "realtime"},
 }
-THIRD_PARTY_ONLY_IN = {"PyQt6": ("realtime/ui", "realtime/render"), "OpenGL": ("realtime/ui", "realtime/render"), "tensorrt": ("export/backends/tensorrt_backend.py",)}
+THIRD_PARTY_ONLY_IN = {
+    "PyQt6": ("realtime/ui", "realtime/render"),
+    "OpenGL": ("realtime/ui", "realtime/render"),
+    "tensorrt": ("export/backends/tensorrt_backend.py",),
+}
 
 
 def _imports(path: Path, module_level_only: bool = False) -> set[str]:

@@ -1,4 +1,5 @@
 """The `drtn` command (main.py in a checkout): common options anywhere, checked choices, --model, -q, assets."""
+
 from __future__ import annotations
 
 import json
@@ -84,9 +85,25 @@ def test_video_pipeline_imports_no_torch_nor_onnx(tmp_path, assets_dir, shared_d
         "code = drtn_cli.main(sys.argv[1:]); "
         "print(json.dumps({'code': code, 'loaded': sorted(m for m in ('torch', 'onnx', 'scipy', 'matplotlib', 'mediapipe') if m in sys.modules)}))"
     )
-    argv = ["video", str(shared_dir / "samples/video/obama.mp4"), "-o", str(tmp_path / "o.mp4"), "--max-frames", "2",
-            "--assets", str(Path(assets_dir).resolve()), "-q"]  # fmt: skip  (default renderer: the GL overlay)
-    out = subprocess.run([sys.executable, "-c", "import json; " + code, *argv], cwd=tmp_path, capture_output=True, text=True, env=_env(), check=True)
+    argv = [
+        "video",
+        str(shared_dir / "samples/video/obama.mp4"),
+        "-o",
+        str(tmp_path / "o.mp4"),
+        "--max-frames",
+        "2",
+        "--assets",
+        str(Path(assets_dir).resolve()),
+        "-q",
+    ]  # fmt: skip  (default renderer: the GL overlay)
+    out = subprocess.run(
+        [sys.executable, "-c", "import json; " + code, *argv],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_env(),
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])  # stderr: {out.stderr}
     assert result == {"code": 0, "loaded": []}
 

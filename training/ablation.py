@@ -4,6 +4,7 @@ Every Table III row is a model config (``drtn_rt_baseline``, ``drtn_rt_id``, ...
 trained from scratch on the same corpus, seed and schedule, then scored on the validation split with the
 inference crop (NME2D, Table I layout over the fitted yaw).
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ landmarks being a little off; a share of the crops turns by any angle, because t
 faces are not (tilted heads, infants lying down). Labels move exactly with the crop. Every random draw comes from a generator
 seeded by ``(seed, epoch, index)``, so a batch is reproducible anywhere (exact resume).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,7 +45,12 @@ class AugmentConfig:
 
 # The robustness table's kinds of change, each drawn for a share of the training crops (second recipe).
 CONTEXT_AUGMENTATION: tuple[tuple[str, float], ...] = (
-    ("background", 0.12), ("forehead", 0.1), ("occlude_part", 0.12), ("motion_blur", 0.1), ("downscale", 0.15), ("jpeg", 0.15),
+    ("background", 0.12),
+    ("forehead", 0.1),
+    ("occlude_part", 0.12),
+    ("motion_blur", 0.1),
+    ("downscale", 0.15),
+    ("jpeg", 0.15),
 )
 
 
@@ -71,7 +77,9 @@ def sample_crop_affine(landmarks: np.ndarray, rng: np.random.Generator, config: 
     return np.concatenate([linear, offset[:, None]], axis=1)
 
 
-def photometric(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig, landmarks: np.ndarray | None = None) -> np.ndarray:
+def photometric(
+    image: np.ndarray, rng: np.random.Generator, config: AugmentConfig, landmarks: np.ndarray | None = None
+) -> np.ndarray:
     """Colour jitter, grayscale, blur, noise and random occluders on a BGR uint8 crop; with ``config.context`` and
     the crop's (68, 2) ``landmarks`` also the robustness table's changes (background, cut forehead, occluded eyes /
     mouth, motion blur, low resolution, JPEG)."""
@@ -108,7 +116,9 @@ class Batch:
     teacher_params: np.ndarray | None = None  # (N, 62) the peer's params in each crop's model frame (NaN rows: none)
 
 
-def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, config: AugmentConfig, keys: np.ndarray | None = None) -> Batch:
+def make_batch(
+    corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, config: AugmentConfig, keys: np.ndarray | None = None
+) -> Batch:
     """Crops and exact labels for corpus rows ``indices``; deterministic in (seed, epoch, key).
 
     ``keys`` (default: the indices) seed each sample's augmentation, so that a row visited twice in an epoch
@@ -123,7 +133,9 @@ def make_batch(corpus: Corpus, indices: np.ndarray, seed: int, epoch: int, confi
     for row, (index, key) in enumerate(zip(indices, keys)):
         rng = np.random.default_rng([seed, epoch, int(key)])
         affine = sample_crop_affine(corpus.landmarks[index], rng, config)
-        image = cv2.warpAffine(np.asarray(corpus.canvases[index]), affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        image = cv2.warpAffine(
+            np.asarray(corpus.canvases[index]), affine, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+        )
         landmarks[row] = corpus.landmarks[index] @ affine[:, :2].T + affine[:, 2]
         crops[row] = photometric(image, rng, config, landmarks[row]) if config.enabled else image
         pose = pose_to_crop(corpus.pose_canvas[index].astype(np.float64), affine, size)

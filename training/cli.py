@@ -1,4 +1,5 @@
 """`main.py train | eval` argument definitions; the work lives in training.* modules."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,9 @@ def config_path(text: str) -> Path:
     packaged = Path(__file__).resolve().parent / "configs" / (path.name if path.suffix else f"{path.name}.json")
     if packaged.is_file():
         return packaged
-    raise FileNotFoundError(f"--config: no file {text} (shipped configs: {', '.join(sorted(p.stem for p in packaged.parent.glob('*.json')))})")
+    raise FileNotFoundError(
+        f"--config: no file {text} (shipped configs: {', '.join(sorted(p.stem for p in packaged.parent.glob('*.json')))})"
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -32,26 +35,63 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, default=None, help="initial learning rate (paper 0.03)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N steps (smoke runs)")
     train.add_argument("--profile-fraction", type=float, default=0.5, help="share of training faces also profiled to large yaw")
-    train.add_argument("--profile-poses", choices=("yaw", "sphere"), default="yaw",
-                       help="where profiles go: 'yaw' (first recipe: 35-85 deg yaw) or 'sphere' (yaw to 90, pitch to 45, and both)")
-    train.add_argument("--profiles", default="", metavar="SPEC",
-                       help="profiles per profiled face: N, or per source 'N,300w=3,infanface=3' (default 1)")
+    train.add_argument(
+        "--profile-poses",
+        choices=("yaw", "sphere"),
+        default="yaw",
+        help="where profiles go: 'yaw' (first recipe: 35-85 deg yaw) or 'sphere' (yaw to 90, pitch to 45, and both)",
+    )
+    train.add_argument(
+        "--profiles",
+        default="",
+        metavar="SPEC",
+        help="profiles per profiled face: N, or per source 'N,300w=3,infanface=3' (default 1)",
+    )
     train.add_argument("--workers", type=int, default=1, help="processes that build the corpus")
-    train.add_argument("--partial-corpus", action="store_true", help="train on the corpus shards built so far (sphere profiles) instead of finishing the build")
-    train.add_argument("--video-records", default=None, metavar="DIR", help="also train on video frames pseudo-labelled by the peer: DIR holds NAME.jsonl from `main.py video NAME.mp4 --backend teacher --no-smoothing --records` (docs/training.md)")
-    train.add_argument("--videos", default="../shared/samples/video,../shared/samples/video/liveportrait", help="comma list of folders holding the NAME.mp4 of --video-records")
+    train.add_argument(
+        "--partial-corpus",
+        action="store_true",
+        help="train on the corpus shards built so far (sphere profiles) instead of finishing the build",
+    )
+    train.add_argument(
+        "--video-records",
+        default=None,
+        metavar="DIR",
+        help="also train on video frames pseudo-labelled by the peer: DIR holds NAME.jsonl from `main.py video NAME.mp4 --backend teacher --no-smoothing --records` (docs/training.md)",
+    )
+    train.add_argument(
+        "--videos",
+        default="../shared/samples/video,../shared/samples/video/liveportrait",
+        help="comma list of folders holding the NAME.mp4 of --video-records",
+    )
     train.add_argument("--video-every", type=int, default=3, help="keep every N-th frame of the videos")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig fields (unknown keys are rejected)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
     train.add_argument("--threads", type=int, default=None)
-    train.add_argument("--pack", default=None, metavar="NPZ", help="do not train: pack the prepared corpus (+ video frames) into one file of at most --pack-mib (for a GPU machine)")
+    train.add_argument(
+        "--pack",
+        default=None,
+        metavar="NPZ",
+        help="do not train: pack the prepared corpus (+ video frames) into one file of at most --pack-mib (for a GPU machine)",
+    )
     train.add_argument("--pack-mib", type=float, default=60.0)
-    train.add_argument("--packed", default=None, metavar="NPZ", help="train on a packed corpus (from --pack) instead of building one")
+    train.add_argument(
+        "--packed", default=None, metavar="NPZ", help="train on a packed corpus (from --pack) instead of building one"
+    )
     train.add_argument("--device", default=None, help="torch device (cpu, cuda)")
     train.add_argument("--loader-workers", type=int, default=None, help="processes making batches ahead of the step")
-    train.add_argument("--average-with", default=None, metavar="PT", help="with --package: average the weights with this checkpoint (WiSE-FT)")
-    train.add_argument("--average-weight", type=float, default=0.5, help="with --average-with: share of OUT/last.pt in the average")
-    train.add_argument("--package", default=None, metavar="PT", help="do not train: write OUT/last.pt as a shippable checkpoint (no optimiser) to PT")
+    train.add_argument(
+        "--average-with", default=None, metavar="PT", help="with --package: average the weights with this checkpoint (WiSE-FT)"
+    )
+    train.add_argument(
+        "--average-weight", type=float, default=0.5, help="with --average-with: share of OUT/last.pt in the average"
+    )
+    train.add_argument(
+        "--package",
+        default=None,
+        metavar="PT",
+        help="do not train: write OUT/last.pt as a shippable checkpoint (no optimiser) to PT",
+    )
     train.set_defaults(handler=run_train)
 
     ablation = commands.add_parser("ablation", help="reduced-scale Table III: train each branch variant, compare val NME")
@@ -60,7 +100,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     ablation.add_argument("--out", default="runs/ablation")
     ablation.add_argument("--size", default="drtn_rt", choices=("drtn_rt", "drtn_paper"))
     ablation.add_argument("--variants", default="", help="comma list (default: all of Table III)")
-    ablation.add_argument("--config", default=None, help="JSON of TrainConfig fields shared by all variants (e.g. training/configs/shipped_rt.json)")
+    ablation.add_argument(
+        "--config",
+        default=None,
+        help="JSON of TrainConfig fields shared by all variants (e.g. training/configs/shipped_rt.json)",
+    )
     ablation.add_argument("--epochs", type=int, default=4)
     ablation.add_argument("--max-steps", type=int, default=None)
     ablation.add_argument("--profile-fraction", type=float, default=0.5)
@@ -72,16 +116,32 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="NME tables (Table I layout) and CED plots, our model beside the peer teacher")
     evaluate.add_argument("--checkpoint", default=None, help="model checkpoint (default: the bundled model)")
     evaluate.add_argument("--data", default="../shared/data", help="landmark corpus folder")
-    evaluate.add_argument("--splits", default="val_helen,val_afw,val_infant,val_pose",
-                          help="held-out splits of the landmark corpus ('' for none); val_pose: the real large-pose set (training/splits/large_pose.json)")
-    evaluate.add_argument("--robustness", default="val_helen,val_afw,val_pose",
-                          help="held-out sets (of --splits) whose faces make the robustness table ('' to skip)")
-    evaluate.add_argument("--profiled", default="", help="held-out splits to also evaluate turned to 30-85 deg yaw by face profiling (synthetic large-pose check), e.g. val_helen")
+    evaluate.add_argument(
+        "--splits",
+        default="val_helen,val_afw,val_infant,val_pose",
+        help="held-out splits of the landmark corpus ('' for none); val_pose: the real large-pose set (training/splits/large_pose.json)",
+    )
+    evaluate.add_argument(
+        "--robustness",
+        default="val_helen,val_afw,val_pose",
+        help="held-out sets (of --splits) whose faces make the robustness table ('' to skip)",
+    )
+    evaluate.add_argument(
+        "--profiled",
+        default="",
+        help="held-out splits to also evaluate turned to 30-85 deg yaw by face profiling (synthetic large-pose check), e.g. val_helen",
+    )
     evaluate.add_argument("--aflw2000", default=None, help="an AFLW2000-3D-format folder (image + .mat with pt3d_68)")
     evaluate.add_argument("--no-teacher", action="store_true", help="skip the 3DDFA_V2 peer")
-    evaluate.add_argument("--baseline", default=None, metavar="PT",
-                          help="a second checkpoint in the same run (e.g. drtn/weights/drtn_rt.pt when --checkpoint is a new model)")
-    evaluate.add_argument("--cache", default="runs/eval_sets", help="folder caching the held-out sets (crops + ground-truth pose fits; '' : none)")
+    evaluate.add_argument(
+        "--baseline",
+        default=None,
+        metavar="PT",
+        help="a second checkpoint in the same run (e.g. drtn/weights/drtn_rt.pt when --checkpoint is a new model)",
+    )
+    evaluate.add_argument(
+        "--cache", default="runs/eval_sets", help="folder caching the held-out sets (crops + ground-truth pose fits; '' : none)"
+    )
     evaluate.add_argument("--limit", type=int, default=0, help="first N faces per set (0: all)")
     evaluate.add_argument("--out", default="runs/eval", help="report folder (report.md, ced_*.png)")
     evaluate.set_defaults(handler=run_eval)
@@ -189,15 +249,29 @@ def run_train(args) -> int:
         source = Path(args.out or Path(args.work) / args.model) / "last.pt"
         if not source.is_file():
             raise FileNotFoundError(f"nothing to package: {source} does not exist")
-        note = f"packaged from {source}" + (f", averaged {args.average_weight:g} : {1 - args.average_weight:g} with {args.average_with}" if args.average_with else "")
-        LOGGER.info("packaged %s", package_weights(source, args.package, note=note, average_with=args.average_with, weight=args.average_weight))
+        note = f"packaged from {source}" + (
+            f", averaged {args.average_weight:g} : {1 - args.average_weight:g} with {args.average_with}"
+            if args.average_with
+            else ""
+        )
+        LOGGER.info(
+            "packaged %s",
+            package_weights(source, args.package, note=note, average_with=args.average_with, weight=args.average_weight),
+        )
         return 0
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     values = json.loads(config_path(args.config).read_text()) if args.config else {}
-    overrides = {"model": args.model if args.model != "drtn_rt" or "model" not in values else None, "epochs": args.epochs,
-                 "batch_size": args.batch_size, "learning_rate": args.lr, "max_steps": args.max_steps, "threads": args.threads,
-                 "device": args.device, "loader_workers": args.loader_workers}
+    overrides = {
+        "model": args.model if args.model != "drtn_rt" or "model" not in values else None,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.lr,
+        "max_steps": args.max_steps,
+        "threads": args.threads,
+        "device": args.device,
+        "loader_workers": args.loader_workers,
+    }
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig.from_dict(values)
     if args.pack:
@@ -260,8 +334,13 @@ def run_eval(args) -> int:
     methods.append(("mean face", ev.mean_face_predictor(morphable)))
     sets = []
     for split in [s for s in args.splits.split(",") if s]:
-        sets.append(ev.cached_eval_set(args.cache, f"{split}_n{args.limit}",
-                                       lambda split=split: ev.landmark_eval_set(args.data, split, morphable, teacher, args.limit)))
+        sets.append(
+            ev.cached_eval_set(
+                args.cache,
+                f"{split}_n{args.limit}",
+                lambda split=split: ev.landmark_eval_set(args.data, split, morphable, teacher, args.limit),
+            )
+        )
     for split in [s for s in args.profiled.split(",") if s]:
         sets.append(ev.profiled_eval_set(args.data, split, morphable, teacher, args.limit))
     if args.aflw2000:

@@ -10,6 +10,7 @@ faces (several profiles per face over yaw to 90 degrees and pitch to about 45, o
 the model). Real entries also carry the peer's prediction on their plain crop (``teacher_pose_canvas`` /
 ``teacher_shapes``), a second target for distillation where the fitted labels are weak.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,20 @@ class Corpus:
     teacher_shapes: np.ndarray | None = None  # (N, 50) float32 the peer's shape coefficients (NaN: none)
     groups: np.ndarray | None = None  # (N,) str photo / identity key ('' : not recorded)
 
-    FIELDS = ("canvases", "pose_canvas", "shapes", "landmarks", "splits", "kinds", "yaw_degrees", "sources",
-              "pitch_degrees", "teacher_pose_canvas", "teacher_shapes", "groups")
+    FIELDS = (
+        "canvases",
+        "pose_canvas",
+        "shapes",
+        "landmarks",
+        "splits",
+        "kinds",
+        "yaw_degrees",
+        "sources",
+        "pitch_degrees",
+        "teacher_pose_canvas",
+        "teacher_shapes",
+        "groups",
+    )
     OPTIONAL = ("sources", "pitch_degrees", "teacher_pose_canvas", "teacher_shapes", "groups")
 
     def __post_init__(self) -> None:
@@ -107,16 +120,29 @@ class Corpus:
             kinds=np.array(rows["kinds"]),
             yaw_degrees=np.array(rows["yaw_degrees"], dtype=np.float32),
             sources=np.array(optional["sources"]) if optional["sources"] is not None else None,
-            pitch_degrees=np.array(optional["pitch_degrees"], dtype=np.float32) if optional["pitch_degrees"] is not None else None,
-            teacher_pose_canvas=np.stack(optional["teacher_pose_canvas"]).astype(np.float32) if optional["teacher_pose_canvas"] is not None else None,
-            teacher_shapes=np.stack(optional["teacher_shapes"]).astype(np.float32) if optional["teacher_shapes"] is not None else None,
+            pitch_degrees=np.array(optional["pitch_degrees"], dtype=np.float32)
+            if optional["pitch_degrees"] is not None
+            else None,
+            teacher_pose_canvas=np.stack(optional["teacher_pose_canvas"]).astype(np.float32)
+            if optional["teacher_pose_canvas"] is not None
+            else None,
+            teacher_shapes=np.stack(optional["teacher_shapes"]).astype(np.float32)
+            if optional["teacher_shapes"] is not None
+            else None,
             groups=np.array(optional["groups"]) if optional["groups"] is not None else None,
         )
 
     @staticmethod
     def empty() -> "Corpus":
-        return Corpus(np.zeros((0, CANVAS, CANVAS, 3), np.uint8), np.zeros((0, 3, 4), np.float32), np.zeros((0, 50), np.float32),
-                      np.zeros((0, 68, 2), np.float32), np.zeros(0, "<U12"), np.zeros(0, "<U8"), np.zeros(0, np.float32))
+        return Corpus(
+            np.zeros((0, CANVAS, CANVAS, 3), np.uint8),
+            np.zeros((0, 3, 4), np.float32),
+            np.zeros((0, 50), np.float32),
+            np.zeros((0, 68, 2), np.float32),
+            np.zeros(0, "<U12"),
+            np.zeros(0, "<U8"),
+            np.zeros(0, np.float32),
+        )
 
     @staticmethod
     def concat(parts: list["Corpus"]) -> "Corpus":
@@ -184,7 +210,9 @@ _WORK: dict = {}  # the read-only inputs of the worker processes (inherited thro
 
 
 def _face_rows(i: int) -> list[tuple]:
-    labels, morphable, plan, seed, max_fit_nme, parts = (_WORK[k] for k in ("labels", "morphable", "plan", "seed", "max_fit_nme", "parts"))
+    labels, morphable, plan, seed, max_fit_nme, parts = (
+        _WORK[k] for k in ("labels", "morphable", "plan", "seed", "max_fit_nme", "parts")
+    )
     rng = np.random.default_rng([seed, i])
     image = read_image(labels.image_paths[i], bool(labels.mirrored[i]))
     params = labels.params[i].astype(np.float64)
@@ -197,10 +225,30 @@ def _face_rows(i: int) -> list[tuple]:
     teacher_pose = pose_in_canvas(pose_to_image(teacher[:12].reshape(3, 4), box), box)
     kind = "mirror" if labels.mirrored[i] else "real"
     group = str(labels.groups[i])
-    out = [(canvas, pose, params[12:], points, str(labels.splits[i]), kind, float(yaw), source, float(pitch), teacher_pose, teacher[12:], group)]
+    out = [
+        (
+            canvas,
+            pose,
+            params[12:],
+            points,
+            str(labels.splits[i]),
+            kind,
+            float(yaw),
+            source,
+            float(pitch),
+            teacher_pose,
+            teacher[12:],
+            group,
+        )
+    ]
     if "real" not in parts:
         out = []
-    if "profiles" not in parts or labels.splits[i] != "train" or labels.fit_nme[i] > max_fit_nme or rng.random() >= plan.fraction:
+    if (
+        "profiles" not in parts
+        or labels.splits[i] != "train"
+        or labels.fit_nme[i] > max_fit_nme
+        or rng.random() >= plan.fraction
+    ):
         return out
     expression_std = morphable.stats.std[52:]
     no_teacher = (np.full((3, 4), np.nan), np.full(50, np.nan))
@@ -213,12 +261,35 @@ def _face_rows(i: int) -> list[tuple]:
         new_expression = None
         if rng.random() < plan.expression_probability:  # expression change through the model
             new_expression = params[52:] + rng.normal(0, 1, 10) * expression_std * plan.expression_scale
-        face = profile_face(image, box, params, delta_yaw, morphable, new_expression, canvas_size=224, canvas_margin=1.45,
-                            delta_pitch_degrees=delta_pitch)
+        face = profile_face(
+            image,
+            box,
+            params,
+            delta_yaw,
+            morphable,
+            new_expression,
+            canvas_size=224,
+            canvas_margin=1.45,
+            delta_pitch_degrees=delta_pitch,
+        )
         # the model landmarks are the targets of a generated face (as 300W-LP)
         pose_img = pose_to_image(face.params[:12].astype(np.float64).reshape(3, 4), face.roi_box)
         p_canvas, p_pose, p_points = to_canvas(face.image, face.roi_box, pose_img, face.landmarks)
-        out.append((p_canvas, p_pose, face.params[12:], p_points, "train", "profile", face.yaw_degrees, source, face.pitch_degrees, *no_teacher, group))
+        out.append(
+            (
+                p_canvas,
+                p_pose,
+                face.params[12:],
+                p_points,
+                "train",
+                "profile",
+                face.yaw_degrees,
+                source,
+                face.pitch_degrees,
+                *no_teacher,
+                group,
+            )
+        )
     return out
 
 
@@ -272,8 +343,13 @@ SOURCE_ORDER = ("300w", "infanface", "youtube_faces_68")  # profiles of the scar
 
 
 def build_corpus_shards(
-    labels: LabelSet, morphable: MorphableModel, plan: ProfilingPlan, folder: str | Path,
-    shard_faces: int = 600, workers: int = 1, seed: int = 0,
+    labels: LabelSet,
+    morphable: MorphableModel,
+    plan: ProfilingPlan,
+    folder: str | Path,
+    shard_faces: int = 600,
+    workers: int = 1,
+    seed: int = 0,
 ) -> Corpus:
     """:func:`build_corpus` in shards saved as they finish (``folder/real``, ``folder/profiles_NNN``), so a build
     that is stopped resumes where it was and a run can start on the shards that exist. Profiles come in
@@ -290,8 +366,15 @@ def build_corpus_shards(
     for number, start in enumerate(range(0, len(order), shard_faces)):
         shard = folder / f"profiles_{number:03d}"
         if not (shard / "canvases.npy").is_file():
-            build_corpus(labels, morphable, seed=seed, plan=plan, workers=workers, indices=order[start : start + shard_faces],
-                         parts=("profiles",)).save(shard)
+            build_corpus(
+                labels,
+                morphable,
+                seed=seed,
+                plan=plan,
+                workers=workers,
+                indices=order[start : start + shard_faces],
+                parts=("profiles",),
+            ).save(shard)
     (folder / "complete").write_text("all shards built\n")
     return load_shards(folder)
 
@@ -299,5 +382,7 @@ def build_corpus_shards(
 def load_shards(folder: str | Path) -> Corpus:
     """The shards of :func:`build_corpus_shards` that exist (a build may still be running)."""
     folder = Path(folder)
-    parts = [Corpus.load(folder / "real")] + [Corpus.load(d) for d in sorted(folder.glob("profiles_*")) if (d / "canvases.npy").is_file()]
+    parts = [Corpus.load(folder / "real")] + [
+        Corpus.load(d) for d in sorted(folder.glob("profiles_*")) if (d / "canvases.npy").is_file()
+    ]
     return Corpus.concat(parts)

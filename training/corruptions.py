@@ -5,6 +5,7 @@ in crop pixels (68, 2); it returns a new uint8 crop of the same size. None of th
 labels stay exactly valid. ``ROBUSTNESS_CONDITIONS`` are the fixed settings of ``main.py eval``'s robustness
 table; :func:`random_context` draws the same kinds of change for training (:mod:`training.augment`).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -87,7 +88,13 @@ def busy_background(size: int, rng: np.random.Generator) -> np.ndarray:
         cv2.rectangle(out, (int(x0), int(y0)), (int(x0 + w), int(y0 + h)), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
     for _ in range(int(rng.integers(3, 8))):
         p, q = rng.integers(0, size, 2), rng.integers(0, size, 2)
-        cv2.line(out, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), tuple(int(c) for c in rng.integers(0, 256, 3)), int(rng.integers(1, 5)))
+        cv2.line(
+            out,
+            (int(p[0]), int(p[1])),
+            (int(q[0]), int(q[1])),
+            tuple(int(c) for c in rng.integers(0, 256, 3)),
+            int(rng.integers(1, 5)),
+        )
     noise = rng.normal(0, 12, out.shape)
     return np.clip(out + noise, 0, 255).astype(np.uint8)
 
@@ -135,16 +142,26 @@ def corrupt_crops(crops: np.ndarray, landmarks_crop: np.ndarray, condition: str,
     return np.stack([function(c, lm, np.random.default_rng([seed, i])) for i, (c, lm) in enumerate(zip(crops, landmarks_crop))])
 
 
-def random_context(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, probability: dict[str, float]) -> np.ndarray:
+def random_context(
+    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, probability: dict[str, float]
+) -> np.ndarray:
     """Training-time draws of the same changes; ``probability`` maps a kind ('downscale', 'jpeg', 'motion_blur',
     'occlude_part', 'background', 'forehead') to its chance. Draw order is fixed, so batches stay reproducible."""
     out = image
     if rng.random() < probability.get("background", 0.0):
         out = replace_background(out, landmarks, busy_background(out.shape[0], rng))
     if rng.random() < probability.get("forehead", 0.0):
-        out = cut_forehead(out, landmarks, rng.uniform(-0.03, 0.15), tuple(int(c) for c in rng.integers(0, 256, 3) * (rng.random() < 0.5)))
+        out = cut_forehead(
+            out, landmarks, rng.uniform(-0.03, 0.15), tuple(int(c) for c in rng.integers(0, 256, 3) * (rng.random() < 0.5))
+        )
     if rng.random() < probability.get("occlude_part", 0.0):
-        out = occlude(out, landmarks, "eyes" if rng.random() < 0.5 else "mouth", tuple(int(c) for c in rng.integers(0, 256, 3)), rng.uniform(0.05, 0.2))
+        out = occlude(
+            out,
+            landmarks,
+            "eyes" if rng.random() < 0.5 else "mouth",
+            tuple(int(c) for c in rng.integers(0, 256, 3)),
+            rng.uniform(0.05, 0.2),
+        )
     if rng.random() < probability.get("motion_blur", 0.0):
         out = motion_blur(out, int(rng.integers(3, 12)), rng.uniform(0, 180))
     if rng.random() < probability.get("downscale", 0.0):

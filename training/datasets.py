@@ -11,6 +11,7 @@ photo/identity: HELEN test, AFW and InfAnFace test are held out; the photos / Yo
 ``training/splits/large_pose.json`` (the real large-pose validation set, :func:`large_pose_faces`) are held out
 too (split ``heldout_pose``); everything else trains.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,16 +34,76 @@ HELDOUT_POSE_SPLIT = "heldout_pose"  # training-source faces whose photo / ident
 
 # Mirror permutation of the iBUG 68-point scheme (point k of a flipped face is point FLIP_68[k] of the original).
 FLIP_68 = np.array(
-    [16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0,  # jaw
-     26, 25, 24, 23, 22, 21, 20, 19, 18, 17,  # brows
-     27, 28, 29, 30,  # nose bridge
-     35, 34, 33, 32, 31,  # nostrils
-     45, 44, 43, 42, 47, 46,  # right eye <- left eye
-     39, 38, 37, 36, 41, 40,
-     54, 53, 52, 51, 50, 49, 48,  # outer lips
-     59, 58, 57, 56, 55,
-     64, 63, 62, 61, 60,  # inner lips
-     67, 66, 65]
+    [
+        16,
+        15,
+        14,
+        13,
+        12,
+        11,
+        10,
+        9,
+        8,
+        7,
+        6,
+        5,
+        4,
+        3,
+        2,
+        1,
+        0,  # jaw
+        26,
+        25,
+        24,
+        23,
+        22,
+        21,
+        20,
+        19,
+        18,
+        17,  # brows
+        27,
+        28,
+        29,
+        30,  # nose bridge
+        35,
+        34,
+        33,
+        32,
+        31,  # nostrils
+        45,
+        44,
+        43,
+        42,
+        47,
+        46,  # right eye <- left eye
+        39,
+        38,
+        37,
+        36,
+        41,
+        40,
+        54,
+        53,
+        52,
+        51,
+        50,
+        49,
+        48,  # outer lips
+        59,
+        58,
+        57,
+        56,
+        55,
+        64,
+        63,
+        62,
+        61,
+        60,  # inner lips
+        67,
+        66,
+        65,
+    ]
 )
 
 
@@ -146,20 +207,30 @@ def load_corpus(data_root: str | Path, large_pose_file: str | Path | None = LARG
     samples += load_landmark_csv(ytf / "test.csv", ytf, "youtube_faces_68")  # same people: training data
     infant = root / "infanface"
     samples += load_landmark_csv(
-        infant / "labels.csv", infant, "infanface",
+        infant / "labels.csv",
+        infant,
+        "infanface",
         split_of=lambda row: "val_infant" if row["partition"].endswith("test") else "train",
     )
     if large_pose_file is not None and Path(large_pose_file).is_file():
         held = set(read_large_pose_file(large_pose_file)["groups"])
         samples = [
-            LandmarkSample(s.image_path, s.landmarks, s.source, HELDOUT_POSE_SPLIT, s.group) if s.split == "train" and s.group in held else s
+            LandmarkSample(s.image_path, s.landmarks, s.source, HELDOUT_POSE_SPLIT, s.group)
+            if s.split == "train" and s.group in held
+            else s
             for s in samples
         ]
-    LOGGER.info("corpus: %d faces (%s)", len(samples), ", ".join(f"{s}={sum(x.split == s for x in samples)}" for s in sorted({x.split for x in samples})))
+    LOGGER.info(
+        "corpus: %d faces (%s)",
+        len(samples),
+        ", ".join(f"{s}={sum(x.split == s for x in samples)}" for s in sorted({x.split for x in samples})),
+    )
     return samples
 
 
-def apply_large_pose_holdout(splits: np.ndarray, groups: np.ndarray, large_pose_file: str | Path = LARGE_POSE_FILE) -> np.ndarray:
+def apply_large_pose_holdout(
+    splits: np.ndarray, groups: np.ndarray, large_pose_file: str | Path = LARGE_POSE_FILE
+) -> np.ndarray:
     """(N,) splits with every ``train`` row whose group is in the large-pose set's held-out groups turned into
     ``heldout_pose`` (for label files and corpora cached before the set existed). Rows without a group ('')
     keep their split."""
@@ -172,7 +243,9 @@ def apply_large_pose_holdout(splits: np.ndarray, groups: np.ndarray, large_pose_
     return splits.astype(str)
 
 
-def large_pose_faces(data_root: str | Path, large_pose_file: str | Path = LARGE_POSE_FILE) -> tuple[list[LandmarkSample], list[dict]]:
+def large_pose_faces(
+    data_root: str | Path, large_pose_file: str | Path = LARGE_POSE_FILE
+) -> tuple[list[LandmarkSample], list[dict]]:
     """The faces of the real large-pose validation set (``val_pose``) and their entries in the set file."""
     root = Path(data_root)
     entries = read_large_pose_file(large_pose_file)["faces"]
@@ -253,4 +326,3 @@ def find_mat_samples(folder: str | Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no .mat files under {folder}")
     return files
-

@@ -10,6 +10,7 @@ large-pose set (faces beyond 30 degrees of yaw or 25 of pitch, held out by photo
 :mod:`training.heldout`). The robustness table runs every method on held-out faces under the changes of
 :mod:`training.corruptions` (grayscale, half resolution, JPEG, motion blur, occluders, new background, cut forehead).
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,7 +31,6 @@ from training.labels import fit_params, read_image
 from training.teacher import Predictor
 
 LOGGER = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,17 @@ def _held_out_faces(data_root, split: str, morphable: MorphableModel, teacher: P
 
 
 VAL_POSE = "val_pose"
-ORIGIN_NAMES = {"train": "bundled stage 2 trained on these", "val_helen": "HELEN test", "val_afw": "AFW", "val_infant": "InfAnFace test"}
+ORIGIN_NAMES = {
+    "train": "bundled stage 2 trained on these",
+    "val_helen": "HELEN test",
+    "val_afw": "AFW",
+    "val_infant": "InfAnFace test",
+}
 
 
-def landmark_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0) -> EvalSet:
+def landmark_eval_set(
+    data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0
+) -> EvalSet:
     """A held-out split of the landmark corpus (``val_helen``, ``val_afw``, ``val_infant``) or ``val_pose``, the
     real large-pose set (tagged by origin: which faces the first bundled model trained on)."""
     samples, tags = None, None
@@ -120,18 +127,26 @@ def cached_eval_set(folder: str | Path | None, key: str, make) -> EvalSet:
     path = Path(folder) / f"{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
-            values = {name: (data[name] if name in data.files else None) for name in EvalSet.__dataclass_fields__ if name != "name"}
+            values = {
+                name: (data[name] if name in data.files else None) for name in EvalSet.__dataclass_fields__ if name != "name"
+            }
             return EvalSet(name=str(data["set_name"]), **values)
     eval_set = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {name: getattr(eval_set, name) for name in EvalSet.__dataclass_fields__ if name != "name" and getattr(eval_set, name) is not None}
+    arrays = {
+        name: getattr(eval_set, name)
+        for name in EvalSet.__dataclass_fields__
+        if name != "name" and getattr(eval_set, name) is not None
+    }
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, set_name=np.array(eval_set.name), **arrays)
     tmp.replace(path)
     return eval_set
 
 
-def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0, seed: int = 0) -> EvalSet:
+def profiled_eval_set(
+    data_root: str | Path, split: str, morphable: MorphableModel, teacher: Predictor, limit: int = 0, seed: int = 0
+) -> EvalSet:
     """Large-pose check: held-out faces turned to 30-85 degrees of yaw by face profiling (as 300W-LP / AFLW2000-3D).
 
     Each face of ``split`` is fitted to its annotation, turned the way it already looks and re-rendered
@@ -145,7 +160,9 @@ def profiled_eval_set(data_root: str | Path, split: str, morphable: MorphableMod
     out_crops, out_boxes, lm2d, lm3d, yaw = [], [], [], [], []
     for image, box, params in tqdm(list(zip(images, boxes, fitted)), desc=f"profiling {split}"):
         yaw0 = pose_angles_degrees(params[None])[0, 0]
-        face = profile_face(image, box, params, sample_target_yaw(yaw0, rng, 30, 85) - yaw0, morphable, canvas_size=320, canvas_margin=1.6)
+        face = profile_face(
+            image, box, params, sample_target_yaw(yaw0, rng, 30, 85) - yaw0, morphable, canvas_size=320, canvas_margin=1.6
+        )
         points = crop.model_to_image(morphable.landmarks_model(face.params[None].astype(np.float64))[0], face.roi_box).T
         out_crops.append(crop.crop_image(face.image, face.roi_box))
         out_boxes.append(face.roi_box)
@@ -231,12 +248,26 @@ def robustness_set(eval_sets: list[EvalSet], name: str = "robustness") -> EvalSe
                 seen.add(path)
                 rows.append((eval_set, i))
     take = lambda field: np.stack([getattr(s, field)[i] for s, i in rows])  # noqa: E731
-    return EvalSet(name, take("crops"), take("roi_boxes"), take("landmarks"), None, take("yaw_degrees"),
-                   take("pitch_degrees") if all(s.pitch_degrees is not None for s, _ in rows) else None, None, take("paths"))
+    return EvalSet(
+        name,
+        take("crops"),
+        take("roi_boxes"),
+        take("landmarks"),
+        None,
+        take("yaw_degrees"),
+        take("pitch_degrees") if all(s.pitch_degrees is not None for s, _ in rows) else None,
+        None,
+        take("paths"),
+    )
 
 
-def robustness_results(eval_set: EvalSet, methods: list[tuple[str, Predictor]], morphable: MorphableModel,
-                       conditions: list[str] | None = None, seed: int = 0) -> dict[str, list[MethodResult]]:
+def robustness_results(
+    eval_set: EvalSet,
+    methods: list[tuple[str, Predictor]],
+    morphable: MorphableModel,
+    conditions: list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, list[MethodResult]]:
     """Every method on the same crops under each condition of :data:`training.corruptions.ROBUSTNESS_CONDITIONS`."""
     landmarks_crop = np.stack([crop.image_to_crop(lm.T, box).T for lm, box in zip(eval_set.landmarks, eval_set.roi_boxes)])
     out = {}
@@ -251,8 +282,12 @@ def format_robustness_table(eval_set: EvalSet, results: dict[str, list[MethodRes
     """Rows: conditions; columns: methods (mean NME2D %); the last column is our change from the clean crops."""
     methods = [r.method for r in next(iter(results.values()))]
     header = "| condition | " + " | ".join(methods) + " | ours vs clean |"
-    lines = [f"**Robustness** ({len(eval_set.crops)} held-out faces: {eval_set.name}; NME2D %, same crops for every method)", "",
-             header, "|" + "---|" * (len(methods) + 2)]
+    lines = [
+        f"**Robustness** ({len(eval_set.crops)} held-out faces: {eval_set.name}; NME2D %, same crops for every method)",
+        "",
+        header,
+        "|" + "---|" * (len(methods) + 2),
+    ]
     clean = results.get("clean", [None])[0]
     for condition, row in results.items():
         delta = f"{100 * (row[0].nme2d.mean() - clean.nme2d.mean()):+.2f}" if clean is not None else "-"
@@ -285,10 +320,15 @@ def format_table(eval_set: EvalSet, results: list[MethodResult]) -> str:
     has3d = any(r.nme3d is not None for r in results)
     header = "| method | [0,30] | [30,60] | [60,90] | mean | std | all faces | AUC@7% |" + (" NME3D |" if has3d else "")
     counts = yaw_bin_table(np.zeros(len(eval_set.yaw_degrees)), eval_set.yaw_degrees).counts
-    lines = [f"**{eval_set.name}** ({len(eval_set.crops)} faces; |yaw| bins: {counts[0]} / {counts[1]} / {counts[2]})", "", header, "|" + "---|" * (header.count("|") - 1)]
+    lines = [
+        f"**{eval_set.name}** ({len(eval_set.crops)} faces; |yaw| bins: {counts[0]} / {counts[1]} / {counts[2]})",
+        "",
+        header,
+        "|" + "---|" * (header.count("|") - 1),
+    ]
     for result in results:
         row = yaw_bin_table(result.nme2d, eval_set.yaw_degrees)
-        cells = [_pct(v) for v in row.as_tuple()] + [ _pct(result.nme2d.mean()), f"{ced_auc(result.nme2d):.3f}"]
+        cells = [_pct(v) for v in row.as_tuple()] + [_pct(result.nme2d.mean()), f"{ced_auc(result.nme2d):.3f}"]
         if has3d:
             cells.append(_pct(result.nme3d.mean()) if result.nme3d is not None else "-")
         lines.append(f"| {result.method} | " + " | ".join(cells) + " |")
@@ -299,7 +339,9 @@ def _pct(value: float) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{100 * value:.2f}"
 
 
-def write_report(eval_sets_results: list[tuple[EvalSet, list[MethodResult]]], out_dir: str | Path, extra: list[str] = ()) -> Path:
+def write_report(
+    eval_sets_results: list[tuple[EvalSet, list[MethodResult]]], out_dir: str | Path, extra: list[str] = ()
+) -> Path:
     """Markdown tables (yaw, pitch, roll, subsets) + one CED PNG per set into ``out_dir``, then ``extra``
     markdown parts (the robustness table); returns the markdown path."""
     out_dir = Path(out_dir)

@@ -5,6 +5,7 @@ A 62-vector's pose maps model vertices into the *model frame* of one crop (see :
 composed with an exact 4x4 frame change; identity and expression stay as they are (mirroring is handled by
 re-fitting, not here).
 """
+
 from __future__ import annotations
 
 # The conversions live once, in drtn.crop; these names are kept for the training modules.

@@ -13,6 +13,7 @@ The set is held out by photo / identity:
 The result is committed as ``training/splits/large_pose.json`` so the set does not move when labels are
 re-fitted. Re-make it with ``python -m training.heldout --labels runs/labels/corpus.npz``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,14 +66,25 @@ def select_large_pose(
     train_groups = sorted({s.group for s, _, _ in large if s.split == "train"})
     held_groups = {g for g in train_groups if _stable_fraction(g) < train_group_share}
     faces = [
-        {"image": s.image_path.resolve().relative_to(root).as_posix(), "group": s.group, "source": s.source,
-         "origin": s.split, "yaw": round(y, 2), "pitch": round(p, 2)}
+        {
+            "image": s.image_path.resolve().relative_to(root).as_posix(),
+            "group": s.group,
+            "source": s.source,
+            "origin": s.split,
+            "yaw": round(y, 2),
+            "pitch": round(p, 2),
+        }
         for s, y, p in large
         if s.split != "train" or s.group in held_groups
     ]
     faces.sort(key=lambda f: f["image"])
-    LOGGER.info("large-pose set: %d faces (%d from held-out splits, %d from %d training groups now held out)",
-                len(faces), sum(f["origin"] != "train" for f in faces), sum(f["origin"] == "train" for f in faces), len(held_groups))
+    LOGGER.info(
+        "large-pose set: %d faces (%d from held-out splits, %d from %d training groups now held out)",
+        len(faces),
+        sum(f["origin"] != "train" for f in faces),
+        sum(f["origin"] == "train" for f in faces),
+        len(held_groups),
+    )
     return {
         "criterion": f"|yaw| > {yaw_limit:g} or |pitch| > {pitch_limit:g} degrees (3DMM fit to the 68 annotated landmarks)",
         "train_group_share": train_group_share,
@@ -83,7 +95,9 @@ def select_large_pose(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--labels", default="runs/labels/corpus.npz", help="label file of the whole corpus (main.py train makes it)")
+    parser.add_argument(
+        "--labels", default="runs/labels/corpus.npz", help="label file of the whole corpus (main.py train makes it)"
+    )
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--out", default=str(LARGE_POSE_FILE))
     parser.add_argument("--share", type=float, default=0.5, help="share of large-pose training groups held out")

@@ -8,6 +8,7 @@ ambiguous). All faces are fitted together as one batched torch problem.
 The result is a ``.npz`` label file: image path, mirrored flag, ROI box, params (N, 62) in that box's model
 frame, the (possibly mirrored) 68 annotated landmarks, split and group, and the fit residual.
 """
+
 from __future__ import annotations
 
 import logging
@@ -135,6 +136,7 @@ def fit_params(
     s0 = torch.as_tensor(scale0).reshape(-1, 1, 1)
     t0 = torch.as_tensor(translation0)
     optimizer = torch.optim.Adam([omega, log_scale, shift, shape_n], lr=config.learning_rate)
+
     # shape coefficients move in std units; pose in radians / log-scale / pixels (scaled to similar steps)
     def build():
         rotation = _rodrigues(omega) @ r0
@@ -148,7 +150,11 @@ def fit_params(
         params = build()
         projected = torch_model.landmarks(params)[:, :2].transpose(1, 2)
         residual = ((projected - target) ** 2).sum(-1)
-        loss = (residual * weights).mean(1) + config.prior_weight * (shape_n**2).sum(1) + config.teacher_weight * ((shape_n - shape0_n) ** 2).sum(1)
+        loss = (
+            (residual * weights).mean(1)
+            + config.prior_weight * (shape_n**2).sum(1)
+            + config.teacher_weight * ((shape_n - shape0_n) ** 2).sum(1)
+        )
         loss.sum().backward()
         optimizer.step()
     with torch.no_grad():
@@ -171,7 +177,7 @@ def make_labels(
     rows = []
     for sample in tqdm(samples, desc="teacher init"):
         image = read_image(sample.image_path)
-        for mirrored in ((False, True) if mirror else (False,)):
+        for mirrored in (False, True) if mirror else (False,):
             img = image[:, ::-1] if mirrored else image
             landmarks = mirror_landmarks(sample.landmarks, image.shape[1]) if mirrored else sample.landmarks
             box = crop.roi_box_from_landmarks(landmarks)
@@ -182,13 +188,20 @@ def make_labels(
     teacher_params = np.stack([r[4] for r in rows]).astype(np.float64)
     landmarks_model = np.stack([crop.image_to_model(lm.T, box).T for lm, box in zip(landmarks_image, boxes)])
     fitted = np.concatenate(
-        [fit_params(morphable, landmarks_model[i : i + 4096], teacher_params[i : i + 4096], config) for i in range(0, len(rows), 4096)]
+        [
+            fit_params(morphable, landmarks_model[i : i + 4096], teacher_params[i : i + 4096], config)
+            for i in range(0, len(rows), 4096)
+        ]
     )
     projected = morphable.landmarks_model(fitted)[:, :2].transpose(0, 2, 1)
-    image_points = np.stack([crop.model_to_image(np.vstack([p.T, np.zeros((1, 68))]), box)[:2].T for p, box in zip(projected, boxes)])
+    image_points = np.stack(
+        [crop.model_to_image(np.vstack([p.T, np.zeros((1, 68))]), box)[:2].T for p, box in zip(projected, boxes)]
+    )
     extent = landmarks_image.max(1) - landmarks_image.min(1)
     fit_nme = np.linalg.norm(image_points - landmarks_image, axis=2).mean(1) / np.sqrt(extent.prod(1))
-    LOGGER.info("fitted %d faces: median fit NME %.2f%%, mean %.2f%%", len(rows), 100 * np.median(fit_nme), 100 * fit_nme.mean())
+    LOGGER.info(
+        "fitted %d faces: median fit NME %.2f%%, mean %.2f%%", len(rows), 100 * np.median(fit_nme), 100 * fit_nme.mean()
+    )
     return LabelSet(
         image_paths=np.array([str(r[0].image_path) for r in rows]),
         mirrored=np.array([r[1] for r in rows]),
@@ -200,4 +213,3 @@ def make_labels(
         fit_nme=fit_nme.astype(np.float32),
         teacher_params=teacher_params.astype(np.float32),
     )
-

@@ -5,6 +5,7 @@ exceed ``max_bytes`` a seeded random share of the training rows is dropped (vali
 the summary says how many. ``main.py train --pack FILE`` writes one from the prepared corpus, ``--packed FILE``
 trains on one (``training/gpu_run.sh``).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,12 @@ def _encode(canvas: np.ndarray, quality: int) -> bytes:
 
 
 def pack_corpus(
-    corpus: Corpus, path: str | Path, max_bytes: int = 60 * MIB, quality: int = 65, seed: int = 0, val_split: str | None = "val_helen",
+    corpus: Corpus,
+    path: str | Path,
+    max_bytes: int = 60 * MIB,
+    quality: int = 65,
+    seed: int = 0,
+    val_split: str | None = "val_helen",
 ) -> dict:
     """Write ``corpus`` to one ``.npz`` of at most ``max_bytes``; returns its summary (rows kept / dropped, bytes).
 
@@ -57,8 +63,13 @@ def pack_corpus(
     data = np.frombuffer(b"".join(blobs[i] for i in rows), np.uint8)
     offsets = np.concatenate([[0], np.cumsum(sizes[rows])])
     arrays = {name: getattr(corpus, name)[rows] for name in Corpus.FIELDS if name != "canvases"}
-    summary = {"rows": int(len(rows)), "dropped_train_rows": int((~keep).sum()), "jpeg_quality": quality,
-               "canvas": int(corpus.canvases.shape[1]), "corpus": corpus.select(keep).summary()}
+    summary = {
+        "rows": int(len(rows)),
+        "dropped_train_rows": int((~keep).sum()),
+        "jpeg_quality": quality,
+        "canvas": int(corpus.canvases.shape[1]),
+        "corpus": corpus.select(keep).summary(),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez_compressed(tmp, jpeg=data, offsets=offsets, summary=np.array(json.dumps(summary)), **arrays)
@@ -66,7 +77,13 @@ def pack_corpus(
     summary["bytes"] = path.stat().st_size
     if summary["bytes"] > max_bytes:
         raise RuntimeError(f"{path}: {summary['bytes']} bytes exceed the limit {max_bytes}")
-    LOGGER.info("packed %d rows (%d training rows dropped) into %s: %.1f MiB", len(rows), summary["dropped_train_rows"], path, summary["bytes"] / MIB)
+    LOGGER.info(
+        "packed %d rows (%d training rows dropped) into %s: %.1f MiB",
+        len(rows),
+        summary["dropped_train_rows"],
+        path,
+        summary["bytes"] / MIB,
+    )
     return summary
 
 
@@ -77,7 +94,9 @@ def unpack_corpus(path: str | Path) -> Corpus:
         raise FileNotFoundError(f"packed corpus not found: {path} (make it with `main.py train --pack {path}`)")
     with np.load(path, allow_pickle=False) as data:
         offsets, jpeg = data["offsets"], data["jpeg"]
-        canvases = np.stack([cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR) for i in range(len(offsets) - 1)])
+        canvases = np.stack(
+            [cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR) for i in range(len(offsets) - 1)]
+        )
         fields = {name: data[name] for name in Corpus.FIELDS if name != "canvases" and name in data.files}
     return Corpus(canvases=canvases, **fields)
 
@@ -85,4 +104,3 @@ def unpack_corpus(path: str | Path) -> Corpus:
 def summary_of(path: str | Path) -> dict:
     with np.load(path, allow_pickle=False) as data:
         return json.loads(str(data["summary"]))
-

@@ -7,6 +7,7 @@ with a smooth displacement field that follows the face border, so no ghost of th
 new one. The labels of the new image follow exactly from the transform: the new pose, same identity, the
 (new) expression.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -116,11 +117,17 @@ class ProfilePoseConfig:
 
     def __post_init__(self) -> None:
         if not (0 <= self.yaw_only and 0 <= self.both and self.yaw_only + self.both <= 1):
-            raise ValueError(f"ProfilePoseConfig: shares yaw_only={self.yaw_only}, both={self.both} must be >= 0 and sum to <= 1")
+            raise ValueError(
+                f"ProfilePoseConfig: shares yaw_only={self.yaw_only}, both={self.both} must be >= 0 and sum to <= 1"
+            )
 
 
 def rotate_params(
-    params: np.ndarray, delta_yaw: float, centre_model: np.ndarray, new_expression: np.ndarray | None = None, delta_pitch: float = 0.0
+    params: np.ndarray,
+    delta_yaw: float,
+    centre_model: np.ndarray,
+    new_expression: np.ndarray | None = None,
+    delta_pitch: float = 0.0,
 ) -> np.ndarray:
     """Turn a face by ``delta_yaw`` (and ``delta_pitch``) radians of its Euler angles about its centre (model
     space point (3,)), in the same model frame."""
@@ -198,7 +205,9 @@ def profile_face(
     d2 = (image_x.reshape(-1, 1) - points_new[anchors, 0]) ** 2 + (image_y.reshape(-1, 1) - points_new[anchors, 1]) ** 2
     weights = np.exp(-d2 / (2 * (0.3 * face_width) ** 2))
     field = weights @ displacement / (weights.sum(axis=1, keepdims=True) + 0.2)
-    field = cv2.resize(field.reshape(coarse, coarse, 2).astype(np.float32), (canvas_size, canvas_size), interpolation=cv2.INTER_LINEAR)
+    field = cv2.resize(
+        field.reshape(coarse, coarse, 2).astype(np.float32), (canvas_size, canvas_size), interpolation=cv2.INTER_LINEAR
+    )
     px, py = np.meshgrid(np.arange(canvas_size, dtype=np.float64), np.arange(canvas_size, dtype=np.float64))
     map_x = (back[0, 0] * px + back[0, 2] - field[..., 0]).astype(np.float32)
     map_y = (back[1, 1] * py + back[1, 2] - field[..., 1]).astype(np.float32)

@@ -4,6 +4,7 @@ pseudo-labels and the side-by-side column of ``main.py eval``.
 It is export's ``teacher`` backend (:class:`export.backends.onnxruntime_backend.TeacherBackend`), the same one
 the app and the benchmark run, so every number about the peer comes from one implementation.
 """
+
 from __future__ import annotations
 
 from typing import Callable

@@ -8,6 +8,7 @@ Exact resume: the batch order of an epoch is a permutation seeded by (seed, epoc
 augmentation by (seed, epoch, index) (:mod:`training.augment`); a checkpoint stores model, optimiser, epoch
 and step, so resuming replays the same batches and gives bit-identical weights.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,9 @@ class TrainConfig:
         if self.schedule not in ("step", "cosine"):
             raise ValueError(f"TrainConfig.schedule: expected 'step' or 'cosine', got {self.schedule!r}")
         if not isinstance(self.source_repeats, dict):
-            raise ValueError(f"TrainConfig.source_repeats: expected an object of source -> repeats, got {self.source_repeats!r}")
+            raise ValueError(
+                f"TrainConfig.source_repeats: expected an object of source -> repeats, got {self.source_repeats!r}"
+            )
         for source, repeats in self.source_repeats.items():
             if not isinstance(repeats, int) or repeats < 0:
                 raise ValueError(f"TrainConfig.source_repeats[{source!r}]: expected an integer >= 0, got {repeats!r}")
@@ -137,11 +140,16 @@ class Trainer:
         self.stats = self.morphable.stats
         if self.config.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
-                self.model.parameters(), lr=self.config.learning_rate, momentum=self.config.momentum,
-                weight_decay=self.config.weight_decay, nesterov=True,
+                self.model.parameters(),
+                lr=self.config.learning_rate,
+                momentum=self.config.momentum,
+                weight_decay=self.config.weight_decay,
+                nesterov=True,
             )
         elif self.config.optimizer == "adamw":
-            self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay)
+            self.optimizer = torch.optim.AdamW(
+                self.model.parameters(), lr=self.config.learning_rate, weight_decay=self.config.weight_decay
+            )
         else:
             raise ValueError(f"TrainConfig.optimizer: expected 'sgd' or 'adamw', got {self.config.optimizer!r}")
         rows = np.flatnonzero(np.isin(self.corpus.splits, self.config.train_splits))
@@ -159,7 +167,9 @@ class Trainer:
         real = np.isin(self.corpus.kinds, ("real", "mirror")) & self.corpus.has_teacher
         turned = np.abs(self.corpus.yaw_degrees) >= self.config.distill_min_yaw
         self.distill_rows = np.where(real & turned, self.config.distill_weight, 0.0).astype(np.float32)
-        LOGGER.info("distillation on %d corpus rows (weight %g)", int((self.distill_rows > 0).sum()), self.config.distill_weight)
+        LOGGER.info(
+            "distillation on %d corpus rows (weight %g)", int((self.distill_rows > 0).sum()), self.config.distill_weight
+        )
         self.step = 0
         self.history: list[float] = []
         if self.config.init_checkpoint:
@@ -203,8 +213,12 @@ class Trainer:
         return epoch, rows, keys
 
     def loss_terms(
-        self, images: torch.Tensor, params: torch.Tensor, landmarks_crop: torch.Tensor,
-        teacher: torch.Tensor | None = None, distill_weights: torch.Tensor | None = None,
+        self,
+        images: torch.Tensor,
+        params: torch.Tensor,
+        landmarks_crop: torch.Tensor,
+        teacher: torch.Tensor | None = None,
+        distill_weights: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The objective of one batch; ``teacher`` (N, 62) de-normalised peer params (NaN rows: none) and
         ``distill_weights`` (N,) add the distillation term."""
@@ -241,8 +255,11 @@ class Trainer:
             weights = self.distill_rows[indices]
             teacher = torch.from_numpy(np.nan_to_num(batch.teacher_params)).to(device) if weights.any() else None
             terms = self.loss_terms(
-                torch.from_numpy(batch.images).to(device).contiguous(memory_format=torch.channels_last), torch.from_numpy(batch.params).to(device),
-                torch.from_numpy(batch.landmarks).to(device), teacher, torch.from_numpy(weights).to(device),
+                torch.from_numpy(batch.images).to(device).contiguous(memory_format=torch.channels_last),
+                torch.from_numpy(batch.params).to(device),
+                torch.from_numpy(batch.landmarks).to(device),
+                teacher,
+                torch.from_numpy(weights).to(device),
             )
             value = float(terms["objective"].detach())
             self._guard(value, epoch, indices)
@@ -267,7 +284,12 @@ class Trainer:
             if self.step % config.checkpoint_every == 0 or end_of_epoch or self.step == self.total_steps or out_of_time:
                 self.save()
             if out_of_time:
-                LOGGER.warning("time budget of %.0f s spent at step %d of %d: stopped (resume with --resume)", config.time_budget_s, self.step, self.total_steps)
+                LOGGER.warning(
+                    "time budget of %.0f s spent at step %d of %d: stopped (resume with --resume)",
+                    config.time_budget_s,
+                    self.step,
+                    self.total_steps,
+                )
                 _append_jsonl(log_path, {"step": self.step, "val_nme": self.validate(), "stopped": "time budget"})
                 break
         progress.close()
@@ -277,6 +299,7 @@ class Trainer:
     def _batches(self, first_step: int):
         """(epoch, rows, batch) of every step from ``first_step`` on; made ahead by ``loader_workers`` processes
         (same batches either way: each depends only on its step)."""
+
         def make(step: int):
             epoch, indices, keys = self.batch_indices(step)
             return epoch, indices, make_batch(self.corpus, indices, self.config.seed, epoch, self.augment, keys=keys)
@@ -301,7 +324,9 @@ class Trainer:
 
     def _guard(self, value: float, epoch: int, indices: np.ndarray) -> None:
         if not math.isfinite(value):
-            raise TrainingDiverged(f"loss is {value} at step {self.step} (epoch {epoch}, batch of corpus rows {indices[:4].tolist()}...)")
+            raise TrainingDiverged(
+                f"loss is {value} at step {self.step} (epoch {epoch}, batch of corpus rows {indices[:4].tolist()}...)"
+            )
         if len(self.history) >= 50:
             median = float(np.median(self.history[-200:]))
             if value > self.config.explode_factor * max(median, 1e-6):
@@ -313,7 +338,9 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> float:
         """Mean NME2D on the validation split (plain inference crops, annotated landmarks)."""
-        indices = np.flatnonzero((self.corpus.splits == self.config.val_split) & (self.corpus.kinds == "real"))[: self.config.val_limit]
+        indices = np.flatnonzero((self.corpus.splits == self.config.val_split) & (self.corpus.kinds == "real"))[
+            : self.config.val_limit
+        ]
         if len(indices) == 0:
             return float("nan")
         self.model.eval()
@@ -346,8 +373,13 @@ def _config_dict(config: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
-def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str = "", average_with: str | Path | None = None,
-                    weight: float = 1.0) -> Path:
+def package_weights(
+    checkpoint_path: str | Path,
+    out_path: str | Path,
+    note: str = "",
+    average_with: str | Path | None = None,
+    weight: float = 1.0,
+) -> Path:
     """Write a shippable checkpoint: the model and its config only (no optimiser), plus training provenance.
 
     With ``average_with`` (a checkpoint of the same config) the weights are ``weight x checkpoint + (1 - weight) x
@@ -364,9 +396,13 @@ def package_weights(checkpoint_path: str | Path, out_path: str | Path, note: str
             raise ValueError(f"average weight: expected a number in [0, 1], got {weight}")
         other = load_model(average_with)
         if other.config != model.config:
-            raise ValueError(f"cannot average {checkpoint_path} ({model.config.name}) with {average_with} ({other.config.name}): configs differ")
+            raise ValueError(
+                f"cannot average {checkpoint_path} ({model.config.name}) with {average_with} ({other.config.name}): configs differ"
+            )
         theirs = other.state_dict()
-        model.load_state_dict({k: weight * v + (1 - weight) * theirs[k] if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        model.load_state_dict(
+            {k: weight * v + (1 - weight) * theirs[k] if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        )
         extra["average"] = json.dumps({"with": str(average_with), "weight_of_this_run": weight})
     return save_checkpoint(out_path, model, extra)
 

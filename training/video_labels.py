@@ -10,6 +10,7 @@ cheap test that catches frames where the peer is lost. The second pass is the la
 
 Commands: ``docs/training.md`` ("Video pseudo-labels").
 """
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,9 @@ def read_records(path: str | Path) -> dict[int, dict]:
             except (ValueError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}:{line_number}: not a face record ({error})") from error
             if roi_box.shape != (4,) or params.shape != (62,):
-                raise ValueError(f"{path}:{line_number}: roi_box must have 4 values and params 62, got {roi_box.shape} and {params.shape}")
+                raise ValueError(
+                    f"{path}:{line_number}: roi_box must have 4 values and params 62, got {roi_box.shape} and {params.shape}"
+                )
             frames.setdefault(index, {"roi_box": roi_box, "params": params})
     return frames
 
@@ -93,7 +96,9 @@ def video_corpus(
                         pose_image = pose_to_image(params[:12].reshape(3, 4), box)
                         canvas, pose, points = to_canvas(frame, box, pose_image, second)
                         yaw = float(pose_angles_degrees(params[None])[0, 0])
-                        for name, value in zip(Corpus.FIELDS, (canvas, pose, params[12:], points, "train", "video", yaw, "video")):
+                        for name, value in zip(
+                            Corpus.FIELDS, (canvas, pose, params[12:], points, "train", "video", yaw, "video")
+                        ):
                             rows[name].append(value)
                         kept += 1
                     else:
@@ -102,7 +107,9 @@ def video_corpus(
                     target = next(targets, None)
                 index += 1
         capture.release()
-    LOGGER.info("video pseudo-labels: %d frames kept, %d dropped (teacher disagreement > %.1f%%)", kept, dropped, 100 * max_disagreement)
+    LOGGER.info(
+        "video pseudo-labels: %d frames kept, %d dropped (teacher disagreement > %.1f%%)", kept, dropped, 100 * max_disagreement
+    )
     if not kept:
         raise ValueError("no video frame kept: check the records files and --video-every")
     return Corpus.from_rows(rows)

@@ -4,6 +4,7 @@
 >>> model = create_model("drtn_rt")          # full DRTN, 120x120 crops, random weights
 >>> params = model(images)                   # (N, 3, 120, 120) -> (N, 62) normalised params
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -12,6 +12,7 @@ Variant suffixes (Table III, top to bottom): ``_baseline`` (no attribute branche
 ``_id_exp`` (two kept: "w/o identity branch" keeps ``exp`` and ``pose``), ``_full`` (all three). A bare size name
 (``drtn_rt``, ``drtn_paper``) is the full DRTN.
 """
+
 from __future__ import annotations
 
 import dataclasses

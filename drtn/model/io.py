@@ -7,6 +7,7 @@ Layout (a ``torch.save`` dict)::
 ``extra`` is for the trainer (epoch, metrics, optimizer state, parameter statistics...). It must hold only
 tensors and plain Python values, so checkpoints load with ``torch.load(weights_only=True)``.
 """
+
 from __future__ import annotations
 
 import logging

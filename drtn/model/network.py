@@ -14,6 +14,7 @@ Data flow (shapes for ``drtn_rt``: 120x120 input, 4x4 tokens, dim 128, full DRTN
 Everything is plain Conv / BatchNorm / ReLU / Linear / MatMul / Softmax / LayerNorm so it exports to ONNX
 (opset 17) and TensorRT; the BatchNorms fold into the convolutions at export.
 """
+
 from __future__ import annotations
 
 from itertools import permutations
@@ -242,9 +243,7 @@ class AttributeDecomposition(nn.Module):
     def _stacked(self, attributes: list[str], *names: str) -> tuple[Tensor, Tensor | None]:
         """Weights (P, D_in, D_out) of layer(s) ``names`` of encoders ``attributes`` (inputs concatenated if
         several names), and their stacked biases (P, 1, D_out) or None. ONNX Runtime constant-folds this."""
-        weight = torch.stack(
-            [torch.cat([getattr(self.encoders[a], n).weight.t() for n in names], dim=0) for a in attributes]
-        )
+        weight = torch.stack([torch.cat([getattr(self.encoders[a], n).weight.t() for n in names], dim=0) for a in attributes])
         first = getattr(self.encoders[attributes[0]], names[0])
         if first.bias is None:
             return weight, None
@@ -392,4 +391,3 @@ class DRTN(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """(N, 3, S, S) normalised BGR crops -> (N, 62) normalised params (pose 12 | id 40 | exp 10)."""
         return self.forward_head(self.forward_features(images))
-

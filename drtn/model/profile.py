@@ -11,6 +11,7 @@ work on a shared machine), for eager torch (``inference_mode``, ``--threads`` th
 CPU (opset 17 export, BatchNorm folded by ORT; 1 and ``--threads`` intra-op threads). The ONNX Runtime columns
 need ``onnx`` and ``onnxruntime``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -208,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for torch and ONNX Runtime")
     parser.add_argument(
-        "--paper", choices=("default", "all", "none"), default="default",
+        "--paper",
+        choices=("default", "all", "none"),
+        default="default",
         help="paper-size rows: baseline and full (default), all eight, or none",
     )
     parser.add_argument("--no-latency", action="store_true", help="parameters and FLOPs only")

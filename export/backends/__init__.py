@@ -7,6 +7,7 @@
 Kinds: ``onnxruntime`` (default; CPU), ``torch``, ``tensorrt`` (NVIDIA GPU + TensorRT), ``teacher`` (the 3DDFA_V2
 peer on ONNX Runtime). Each module imports its heavy package only when that backend is selected.
 """
+
 from __future__ import annotations
 
 import logging
@@ -64,18 +65,26 @@ def bundled_onnx(cache_dir: Path | None = None, assets=None) -> Path:
 
         reason = f"{shipped} records no source checkpoint"
         try:
-            recorded = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map.get("source_checkpoint_sha256")
+            recorded = (
+                ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"])
+                .get_modelmeta()
+                .custom_metadata_map.get("source_checkpoint_sha256")
+            )
         except Exception as error:  # noqa: BLE001 - a corrupt file is re-exported like a stale one
             recorded, reason = None, f"{shipped} is unreadable ({error})"
         if not checkpoint.is_file() or recorded == sha256_file(checkpoint):
             return shipped
         if recorded is not None:
             reason = f"{shipped} was exported from another checkpoint than {checkpoint.name}"
-    LOGGER.warning("%s; exporting the bundled checkpoint to the user cache (regenerate it with `drtn export -o %s`)", reason, shipped)
+    LOGGER.warning(
+        "%s; exporting the bundled checkpoint to the user cache (regenerate it with `drtn export -o %s`)", reason, shipped
+    )
     try:
         from export.onnx_export import ensure_onnx
     except ImportError as error:
-        raise ImportError(f"{reason}, and exporting {checkpoint.name} needs torch (pip install 'drtn[train]'): {error}") from error
+        raise ImportError(
+            f"{reason}, and exporting {checkpoint.name} needs torch (pip install 'drtn[train]'): {error}"
+        ) from error
     return ensure_onnx(None, assets=assets, cache_dir=cache_dir / "onnx" if cache_dir else None)
 
 

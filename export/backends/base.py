@@ -5,6 +5,7 @@ Every backend (torch, ONNX Runtime, TensorRT, the 3DDFA_V2 teacher) is a :class:
 happens in exactly one place, :func:`preprocess_crops`, and its constants are the ones written into the ONNX
 metadata (``pixel_mean``, ``pixel_scale``).
 """
+
 from __future__ import annotations
 
 import abc
@@ -58,14 +59,18 @@ def validate_crops(crops_bgr: np.ndarray, crop_size: int) -> np.ndarray:
         ValueError: wrong type, dtype or shape; the message gives what was expected and received.
     """
     if not isinstance(crops_bgr, np.ndarray):
-        raise ValueError(f"crops: expected a numpy array (N, {crop_size}, {crop_size}, 3) uint8, got {type(crops_bgr).__name__}")
+        raise ValueError(
+            f"crops: expected a numpy array (N, {crop_size}, {crop_size}, 3) uint8, got {type(crops_bgr).__name__}"
+        )
     expected = f"(N, {crop_size}, {crop_size}, 3) uint8 BGR"
     if crops_bgr.ndim == 3 and crops_bgr.shape == (crop_size, crop_size, 3):
         raise ValueError(f"crops: expected a batch {expected}, got one crop of shape {crops_bgr.shape} (use crops[None])")
     if crops_bgr.ndim != 4 or crops_bgr.shape[1:] != (crop_size, crop_size, 3):
         raise ValueError(f"crops: expected shape {expected}, got {crops_bgr.shape}")
     if crops_bgr.dtype != np.uint8:
-        raise ValueError(f"crops: expected dtype uint8 {expected}, got {crops_bgr.dtype} (pass the raw 0..255 crop, not normalised)")
+        raise ValueError(
+            f"crops: expected dtype uint8 {expected}, got {crops_bgr.dtype} (pass the raw 0..255 crop, not normalised)"
+        )
     return crops_bgr
 
 

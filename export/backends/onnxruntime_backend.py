@@ -1,4 +1,5 @@
 """ONNX Runtime backends: our exported model (the product's CPU default) and the 3DDFA_V2 teacher."""
+
 from __future__ import annotations
 
 import copy
@@ -183,7 +184,9 @@ class TeacherBackend(OnnxRuntimeBackend):
 
     name = "teacher"
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, assets=None, threads: int = 2, providers: list[str] | None = None):
+    def __init__(
+        self, model_path: str | os.PathLike | None = None, *, assets=None, threads: int = 2, providers: list[str] | None = None
+    ):
         from drtn.assets import TEACHER_FILE, Assets, find_assets
         from export.contract import STATS_FILE, inspect_onnx, load_onnx_model
 
@@ -210,7 +213,9 @@ class TeacherBackend(OnnxRuntimeBackend):
         try:
             batched_session, single_session = _session(dynamic, threads, None), _session(original, threads, None)
             batched = batched_session.run(None, {dynamic.graph.input[0].name: images})[0]
-            single = np.concatenate([single_session.run(None, {original.graph.input[0].name: images[i : i + 1]})[0] for i in range(3)])
+            single = np.concatenate(
+                [single_session.run(None, {original.graph.input[0].name: images[i : i + 1]})[0] for i in range(3)]
+            )
         except Exception as error:  # an ORT shape error means the edit was wrong
             LOGGER.debug("dynamic-batch teacher failed: %s", error)
             return False

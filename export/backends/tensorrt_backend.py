@@ -16,6 +16,7 @@ the persistent timing cache. Engines and timing caches live in :class:`export.en
 the SHA-256 of the ONNX bytes TensorRT parsed, TensorRT version, GPU compute capability, precision and profile.
 Needs TensorRT >= 10.
 """
+
 from __future__ import annotations
 
 import logging
@@ -100,7 +101,9 @@ def build_engine(
     """
     trt = import_tensorrt()
     if _major_version(trt) < MIN_TENSORRT_MAJOR:
-        raise BackendUnavailableError(f"TensorRT {trt.__version__} is too old: the backend needs TensorRT >= {MIN_TENSORRT_MAJOR} ({INSTALL_COMMAND})")
+        raise BackendUnavailableError(
+            f"TensorRT {trt.__version__} is too old: the backend needs TensorRT >= {MIN_TENSORRT_MAJOR} ({INSTALL_COMMAND})"
+        )
     logger = _logger(trt)
     builder = trt.Builder(logger)
     # Strong typing: every tensor keeps the type the graph gives it (required by TensorRT 11, where the flag is
@@ -112,7 +115,9 @@ def build_engine(
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"{source}: TensorRT could not parse the ONNX model: {errors}")
     if network.num_inputs != 1 or network.num_outputs != 1:
-        raise RuntimeError(f"{source}: expected one input and one output, TensorRT sees {network.num_inputs} / {network.num_outputs}")
+        raise RuntimeError(
+            f"{source}: expected one input and one output, TensorRT sees {network.num_inputs} / {network.num_outputs}"
+        )
     image = network.get_input(0)
     crop_size = int(image.shape[2])
 
@@ -165,9 +170,13 @@ class TensorRTBackend(Backend):
         self.profile = BatchProfile.create(max_batch, opt_batch)  # validate options before touching the GPU
         self.info = inspect_onnx(onnx_path)
         if not self.info.is_drtn_export:
-            raise ValueError(f"{onnx_path}: not a DRTN export (metadata lacks params=denormalized); re-export with `main.py export`")
+            raise ValueError(
+                f"{onnx_path}: not a DRTN export (metadata lacks params=denormalized); re-export with `main.py export`"
+            )
         if self.info.fixed_batch is not None and self.profile.max_batch > self.info.fixed_batch:
-            raise ValueError(f"{onnx_path}: fixed batch {self.info.fixed_batch} cannot serve --max-batch {self.profile.max_batch}")
+            raise ValueError(
+                f"{onnx_path}: fixed batch {self.info.fixed_batch} cannot serve --max-batch {self.profile.max_batch}"
+            )
         trt = import_tensorrt()
         torch = require_cuda_torch(device_index)
         self.onnx_path = Path(onnx_path)
@@ -193,7 +202,14 @@ class TensorRTBackend(Backend):
             self._engine = engine
             self._onnx_bytes = None  # only needed to build
             self._bind(torch, trt)
-        LOGGER.info("TensorRT %s engine ready on %s (batch %d..%d, opt %d)", precision, device_name, 1, self.profile.max_batch, self.profile.opt_batch)
+        LOGGER.info(
+            "TensorRT %s engine ready on %s (batch %d..%d, opt %d)",
+            precision,
+            device_name,
+            1,
+            self.profile.max_batch,
+            self.profile.opt_batch,
+        )
 
     # ---- engine
     def _deserialize(self, engine_bytes: bytes | None):
@@ -207,11 +223,19 @@ class TensorRTBackend(Backend):
     def _build_and_store(self, device_name: str, workspace_mb: int) -> bytes:
         version, capability = self.key.tensorrt_version, self.key.compute_capability
         timing = self.cache.load_timing_cache(version, capability)
-        LOGGER.info("building TensorRT %s engine for %s on %s (%s); this takes a minute or more", self.key.precision, self.onnx_path.name, device_name, self.key.environment)
+        LOGGER.info(
+            "building TensorRT %s engine for %s on %s (%s); this takes a minute or more",
+            self.key.precision,
+            self.onnx_path.name,
+            device_name,
+            self.key.environment,
+        )
         start = time.perf_counter()
         source = f"{self.onnx_path} ({self.key.precision})"
         try:
-            engine, timing = build_engine(self._onnx_bytes, self.profile, source=source, timing_cache=timing, workspace_mb=workspace_mb)
+            engine, timing = build_engine(
+                self._onnx_bytes, self.profile, source=source, timing_cache=timing, workspace_mb=workspace_mb
+            )
         except RuntimeError:
             if timing is None:
                 raise
@@ -230,14 +254,20 @@ class TensorRTBackend(Backend):
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeError(f"TensorRT engine for {self.onnx_path}: expected one input and one output, got {inputs} / {outputs}")
+            raise RuntimeError(
+                f"TensorRT engine for {self.onnx_path}: expected one input and one output, got {inputs} / {outputs}"
+            )
         self._input_name, self._output_name = inputs[0], outputs[0]
         for name in (self._input_name, self._output_name):  # the contract keeps I/O in FP32, also for FP16 engines
             if engine.get_tensor_dtype(name) != trt.float32:
-                raise RuntimeError(f"TensorRT engine for {self.onnx_path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, expected float32")
+                raise RuntimeError(
+                    f"TensorRT engine for {self.onnx_path}: tensor {name!r} is {engine.get_tensor_dtype(name)}, expected float32"
+                )
         engine_max = tuple(engine.get_tensor_profile_shape(self._input_name, 0)[2])[0]
         if engine_max != self.profile.max_batch:  # cannot happen for a valid key; guards hand-copied entries
-            raise RuntimeError(f"TensorRT engine profile max batch {engine_max} != requested {self.profile.max_batch}; clear {self.cache.entry_dir(self.key)}")
+            raise RuntimeError(
+                f"TensorRT engine profile max batch {engine_max} != requested {self.profile.max_batch}; clear {self.cache.entry_dir(self.key)}"
+            )
         size, batch = self.crop_size, self.profile.max_batch
         self._torch = torch
         self._stream = torch.cuda.Stream(self.device)

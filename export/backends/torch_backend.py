@@ -1,4 +1,5 @@
 """PyTorch backend: the network itself, eager mode, for parity checks and for GPUs without TensorRT."""
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,15 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, network: torch.nn.Module, stats: ParamStats, *, threads: int = 2, device: str | torch.device = "cpu", crop_size: int | None = None):
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        stats: ParamStats,
+        *,
+        threads: int = 2,
+        device: str | torch.device = "cpu",
+        crop_size: int | None = None,
+    ):
         if threads < 1:
             raise ValueError(f"threads: expected >= 1, got {threads}")
         self.threads = threads
@@ -38,7 +47,9 @@ class TorchBackend(Backend):
         self._mean = torch.as_tensor(stats.mean, dtype=torch.float32, device=self.device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike | None = None, *, assets=None, threads: int = 2, device: str = "cpu") -> "TorchBackend":
+    def from_checkpoint(
+        cls, checkpoint: str | os.PathLike | None = None, *, assets=None, threads: int = 2, device: str = "cpu"
+    ) -> "TorchBackend":
         """Load a checkpoint (``None``: the bundled default weights) and the statistics of the asset folder."""
         from export.onnx_export import load_network, load_stats, resolve_checkpoint
 

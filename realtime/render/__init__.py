@@ -10,6 +10,7 @@
 Importing this package does not import OpenGL: the headless context decides PyOpenGL's platform first, so
 the GL modules load on first use of :class:`OverlayRenderer` / :class:`SceneRendererGL`.
 """
+
 from __future__ import annotations
 
 from realtime.render.camera import ImageCamera, OrbitCamera

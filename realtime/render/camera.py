@@ -5,6 +5,7 @@
 - :class:`OrbitCamera`: perspective camera orbiting a target, for the avatar view (world: x right, y up,
   z towards the default viewer, as the BFM model space).
 """
+
 from __future__ import annotations
 
 import math

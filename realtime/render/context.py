@@ -14,6 +14,7 @@ No window system is needed for either. Which one works depends on the machine:
 ``create_headless_context("auto")`` tries them in that order and raises :class:`HeadlessGLError` listing why
 each failed. ``DRTN_GL_BACKEND=egl|osmesa`` forces one.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -133,7 +134,9 @@ class EGLContext:
         if not self.context:
             error = egl.eglGetError()
             egl.eglTerminate(self.display)
-            raise HeadlessGLError(f"eglCreateContext(OpenGL 3.3 core) failed on the {platform_name} display (error 0x{error:x})")
+            raise HeadlessGLError(
+                f"eglCreateContext(OpenGL 3.3 core) failed on the {platform_name} display (error 0x{error:x})"
+            )
         vendor = egl.eglQueryString(self.display, _EGL_VENDOR) or b"?"
         self.description = f"EGL {platform_name} ({vendor.decode(errors='replace')})"
 
@@ -182,9 +185,9 @@ def _first_device_display(egl: ctypes.CDLL, get_platform_display) -> ctypes.c_vo
     query_devices = egl.eglGetProcAddress(b"eglQueryDevicesEXT")
     if not query_devices:
         return None
-    function = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int32))(
-        query_devices
-    )
+    function = ctypes.CFUNCTYPE(
+        ctypes.c_uint32, ctypes.c_int32, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int32)
+    )(query_devices)
     devices = (ctypes.c_void_p * 8)()
     count = ctypes.c_int32()
     if not function(8, devices, ctypes.byref(count)) or count.value == 0:

@@ -7,6 +7,7 @@ The renderer knows nothing about tracking; this adapter reads the attributes a t
 - ``landmarks_2d`` (68, 2) image pixels,
 - ``params`` (62,) de-normalised 3DDFA parameters (pose ``[s*R | t]`` first).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -54,7 +55,9 @@ def pose_axes_segments(params: np.ndarray, origin_xy: np.ndarray, length_px: flo
     return np.stack([np.repeat(origin, 3, axis=0), ends], axis=1).astype(np.float32)
 
 
-def face_draws(faces: Iterable, triangles: np.ndarray | None, options: FaceDrawOptions = FaceDrawOptions()) -> tuple[list[MeshDraw], list[Overlay]]:
+def face_draws(
+    faces: Iterable, triangles: np.ndarray | None, options: FaceDrawOptions = FaceDrawOptions()
+) -> tuple[list[MeshDraw], list[Overlay]]:
     """Meshes and overlays for tracked faces.
 
     Args:
@@ -113,7 +116,9 @@ def avatar_mesh(model, params: np.ndarray, kind: str = "dense", follow_pose: boo
     return vertices.astype(np.float32), np.ascontiguousarray(triangles, dtype=np.int32)
 
 
-def ict_avatar_mesh(retargeter, blendshapes: dict[str, float] | None, params: np.ndarray, follow_pose: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def ict_avatar_mesh(
+    retargeter, blendshapes: dict[str, float] | None, params: np.ndarray, follow_pose: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """The ICT FaceKit face driven by ARKit blendshapes (and the head pose): the app's default avatar.
 
     The face is exactly what a VMC receiver gets: each ICT shape takes the weight of its ARKit name (ICT's

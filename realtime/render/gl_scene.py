@@ -9,6 +9,7 @@ widgets of :mod:`realtime.ui` (``QOpenGLWidget``) both hold one of these.
 Buffers are created once and updated per frame with ``glBufferSubData`` (re-allocated only when a mesh
 grows); the triangle index buffer is re-uploaded only when the triangles change.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -163,7 +164,9 @@ def _compile_program(vertex_source: str, fragment_source: str, name: str) -> int
         GL.glCompileShader(shader)
         if not GL.glGetShaderiv(shader, GL.GL_COMPILE_STATUS):
             log = GL.glGetShaderInfoLog(shader)
-            raise RuntimeError(f"{name} shader failed to compile: {log.decode(errors='replace') if isinstance(log, bytes) else log}")
+            raise RuntimeError(
+                f"{name} shader failed to compile: {log.decode(errors='replace') if isinstance(log, bytes) else log}"
+            )
         shaders.append(shader)
     program = GL.glCreateProgram()
     for shader in shaders:
@@ -291,7 +294,10 @@ class SceneRendererGL:
         self.info = check_gl_version()
         LOGGER.debug("OpenGL %s on %s", self.info["version"], self.info["renderer"])
         self._mesh_program = _Program.build(
-            _MESH_VERTEX, _MESH_FRAGMENT, "mesh", ("u_view_projection", "u_color", "u_eye", "u_light", "u_premultiply", "u_vertex_colors", "u_lit")
+            _MESH_VERTEX,
+            _MESH_FRAGMENT,
+            "mesh",
+            ("u_view_projection", "u_color", "u_eye", "u_light", "u_premultiply", "u_vertex_colors", "u_lit"),
         )
         self._flat_program = _Program.build(
             _FLAT_VERTEX, _FLAT_FRAGMENT, "overlay", ("u_view_projection", "u_color", "u_point_size", "u_round")
@@ -390,7 +396,9 @@ class SceneRendererGL:
         GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
 
-    def _draw_meshes(self, meshes: tuple[MeshDraw, ...], view_projection: np.ndarray, camera: Camera, layer: bool = False) -> None:
+    def _draw_meshes(
+        self, meshes: tuple[MeshDraw, ...], view_projection: np.ndarray, camera: Camera, layer: bool = False
+    ) -> None:
         while len(self._meshes) < len(meshes):
             self._meshes.append(_MeshBuffers())
         program = self._mesh_program

@@ -6,6 +6,7 @@
 The same :class:`~realtime.render.gl_scene.SceneRendererGL` draws the Qt app's widgets, so a recorded or
 headless video looks like the live view.
 """
+
 from __future__ import annotations
 
 import logging
@@ -111,7 +112,9 @@ class OverlayRenderer:
         # frame here: on a software rasteriser this is far cheaper than uploading, drawing and reading the
         # whole frame. The GL blending leaves colours premultiplied by alpha, so "over" is one multiply-add.
         x0, y0, x1, y1 = bounds
-        layer = self._render(Scene(meshes, overlays), ImageCamera(self.width, self.height), (0.0, 0.0, 0.0, 0.0), bounds, layer=True)
+        layer = self._render(
+            Scene(meshes, overlays), ImageCamera(self.width, self.height), (0.0, 0.0, 0.0, 0.0), bounds, layer=True
+        )
         transparency = cv2.subtract(255, layer[:, :, 3])  # OpenCV: saturating, rounding, ~2x numpy's speed here
         background = cv2.multiply(output[y0:y1, x0:x1], cv2.merge([transparency] * 3), scale=1.0 / 255.0)
         output[y0:y1, x0:x1] = cv2.add(background, np.ascontiguousarray(layer[:, :, 2::-1]))
@@ -132,7 +135,9 @@ class OverlayRenderer:
             camera.aspect = self.width / self.height
         return np.ascontiguousarray(self._render(Scene(tuple(meshes)), camera, background_rgba)[:, :, 2::-1])
 
-    def _render(self, scene: Scene, camera: Camera, clear_color, bounds: tuple[int, int, int, int] | None = None, layer: bool = False) -> np.ndarray:
+    def _render(
+        self, scene: Scene, camera: Camera, clear_color, bounds: tuple[int, int, int, int] | None = None, layer: bool = False
+    ) -> np.ndarray:
         """Draw and read back ``bounds`` ``(x0, y0, x1, y1)`` (image pixels, y down; default: all) as RGBA rows top-down."""
         if self._framebuffer is None:
             raise RuntimeError("OverlayRenderer is closed")
@@ -144,7 +149,9 @@ class OverlayRenderer:
             self.context.make_current()
             try:
                 GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self._framebuffer)
-                self.scene_renderer.draw(scene, camera, (0, 0, self.width, self.height), clear_color, scissor=gl_box, layer=layer)
+                self.scene_renderer.draw(
+                    scene, camera, (0, 0, self.width, self.height), clear_color, scissor=gl_box, layer=layer
+                )
                 GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
                 GL.glReadPixels(*gl_box, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, output)
                 GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)

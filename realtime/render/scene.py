@@ -5,6 +5,7 @@ for overlays on a video frame that is the image frame of :mod:`drtn.crop` -- x r
 at integers, z depth in pixels with **larger z closer to the camera** (3DDFA convention: for a frontal face
 the nose tip has a larger z than the cheeks).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

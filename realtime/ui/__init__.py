@@ -2,6 +2,7 @@
 
 Entry points: :func:`run_live` (from parsed ``main.py live`` arguments) and :func:`add_live_arguments`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,5 +28,7 @@ def run_live(args: argparse.Namespace | LiveOptions) -> int:
     try:
         from realtime.ui.app import run_live as run_app
     except ImportError as error:
-        raise ImportError(f"the live app needs PyQt6 and PyOpenGL ({error}): pip install PyQt6==6.11.0 PyOpenGL==3.1.10") from error
+        raise ImportError(
+            f"the live app needs PyQt6 and PyOpenGL ({error}): pip install PyQt6==6.11.0 PyOpenGL==3.1.10"
+        ) from error
     return run_app(options)

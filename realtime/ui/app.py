@@ -4,6 +4,7 @@ Threads: the GUI thread paints; :class:`~realtime.ui.worker.PipelineWorker` capt
 only its newest result. Headless test mode (``--screenshot PATH --frames N``) processes N frames, saves a
 screenshot of the window plus a JSON sidecar, and quits; Qt's own warnings are collected there too.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,13 @@ QT_LOGGER = logging.getLogger("realtime.ui.qt")
 PANEL_INTERVAL_S = 1.0 / 15.0  # blendshape bars: at most 15 repaints a second
 CAMERA_CHOICES = 4  # the Source menu offers cameras 0..3 (opened only when chosen: probing is slow)
 DEFAULT_VMC_ADDRESS = "127.0.0.1:39539"  # VSeeFace / VNyan / Warudo's default VMC receiver port
-STAGE_LABELS = (("detect", "detect"), ("track_crop", "track+crop"), ("infer", "infer"), ("reconstruct", "reconstruct"), ("smooth", "smooth"))
+STAGE_LABELS = (
+    ("detect", "detect"),
+    ("track_crop", "track+crop"),
+    ("infer", "infer"),
+    ("reconstruct", "reconstruct"),
+    ("smooth", "smooth"),
+)
 
 
 class QtMessageLog:
@@ -172,7 +179,9 @@ class MainWindow(QtWidgets.QMainWindow):
             view_layout.addWidget(check, 0, column)
         self.avatar_mesh_combo = QtWidgets.QComboBox()
         self.avatar_mesh_combo.addItems(AVATAR_MESHES)
-        self.avatar_mesh_combo.setToolTip("ict: the ICT FaceKit avatar driven by the blendshapes; dense / display: the tracked 3DMM face")
+        self.avatar_mesh_combo.setToolTip(
+            "ict: the ICT FaceKit avatar driven by the blendshapes; dense / display: the tracked 3DMM face"
+        )
         self.follow_pose_check = QtWidgets.QCheckBox("Follow head &pose")
         self.follow_pose_check.setChecked(True)
         self.avatar_mesh_combo.currentTextChanged.connect(self._apply_settings)
@@ -278,7 +287,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.request_source(spec)
 
     def _open_file_dialog(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open a video", "", "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)")
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open a video", "", "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+        )
         if path:
             self.open_source(path)
 
@@ -320,7 +331,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_pipeline_changed(self, backend: str, smoothing: bool) -> None:
         """Show what the worker really runs (a backend that failed to start leaves the old one)."""
-        for widget, apply in ((self.backend_combo, lambda: self.backend_combo.setCurrentText(backend)), (self.smoothing_check, lambda: self.smoothing_check.setChecked(smoothing))):
+        for widget, apply in (
+            (self.backend_combo, lambda: self.backend_combo.setCurrentText(backend)),
+            (self.smoothing_check, lambda: self.smoothing_check.setChecked(smoothing)),
+        ):
             widget.blockSignals(True)
             apply()
             widget.blockSignals(False)
@@ -335,7 +349,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.set_recording(on)
 
     def _choose_record_dir(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for recordings", str(self.worker.record_dir.resolve()))
+        folder = QtWidgets.QFileDialog.getExistingDirectory(
+            self, "Folder for recordings", str(self.worker.record_dir.resolve())
+        )
         if folder:
             self.worker.set_record_dir(folder)
             self._update_record_tooltip()
@@ -409,7 +425,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if packet is None:
                 self._fail("the source ended before any frame was processed")
             elif packet.sequence < self.options.screenshot_frames:
-                LOGGER.warning("the source ended after %d frames (asked for %d)", packet.sequence, self.options.screenshot_frames)
+                LOGGER.warning(
+                    "the source ended after %d frames (asked for %d)", packet.sequence, self.options.screenshot_frames
+                )
                 self.video.update()  # the next paint takes the screenshot
         elif self.options.screenshot is None:
             self.statusBar().showMessage("the source ended (File > Open for another)")
@@ -452,14 +470,24 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.worker.startup_done():
             QtCore.QTimer.singleShot(250, self._mark_steady)
             return
-        self._steady_mark = (time.monotonic(), time.process_time(), self._paints, self.worker.frames_processed, self.worker.frames_dropped)
+        self._steady_mark = (
+            time.monotonic(),
+            time.process_time(),
+            self._paints,
+            self.worker.frames_processed,
+            self.worker.frames_dropped,
+        )
 
     def _steady_rates(self) -> dict:
         mark = getattr(self, "_steady_mark", None)
         if mark is None:
             return {}
         wall, cpu = time.monotonic() - mark[0], time.process_time() - mark[1]
-        paints, frames, dropped = self._paints - mark[2], self.worker.frames_processed - mark[3], self.worker.frames_dropped - mark[4]
+        paints, frames, dropped = (
+            self._paints - mark[2],
+            self.worker.frames_processed - mark[3],
+            self.worker.frames_dropped - mark[4],
+        )
         return {
             "seconds": round(wall, 2),
             "display_fps": round(paints / wall, 2),
@@ -495,7 +523,11 @@ class MainWindow(QtWidgets.QMainWindow):
         display_window = now - self._first_paint_at if self._first_paint_at is not None else 0.0
         info: dict = {
             "screenshot_size": [pixmap.width(), pixmap.height()],
-            "seconds_from_process_start": {"window_shown": since_start(self.shown_at), "first_frame": since_start(worker.first_frame_time), "first_tracked_face": since_start(worker.first_result_time)},
+            "seconds_from_process_start": {
+                "window_shown": since_start(self.shown_at),
+                "first_frame": since_start(worker.first_frame_time),
+                "first_tracked_face": since_start(worker.first_result_time),
+            },
             "display_fps": round((self._paints - 1) / display_window, 2) if display_window > 0 else 0.0,
             "processing_fps": round((worker.frames_processed - 1) / processing_window, 2) if processing_window > 0 else 0.0,
             "frames_dropped": worker.frames_dropped,
@@ -503,8 +535,15 @@ class MainWindow(QtWidgets.QMainWindow):
             "steady": self._steady_rates(),
             "message": "" if self.message_label.isHidden() else self.message_label.text(),
             "played_seconds": round(processing_window, 3),
-            "avatar": {"kind": self.avatar_mesh_combo.currentText(), "vertices": 0 if self.avatar.mesh is None else len(self.avatar.mesh.vertices_image)},
-            "render_ms": {"video": round(self.video.render_ms, 2), "avatar": round(self.avatar.render_ms, 2), "blendshapes": round(self.blendshape_panel.paint_ms, 2)},
+            "avatar": {
+                "kind": self.avatar_mesh_combo.currentText(),
+                "vertices": 0 if self.avatar.mesh is None else len(self.avatar.mesh.vertices_image),
+            },
+            "render_ms": {
+                "video": round(self.video.render_ms, 2),
+                "avatar": round(self.avatar.render_ms, 2),
+                "blendshapes": round(self.blendshape_panel.paint_ms, 2),
+            },
             "device_pixel_ratio": pixmap.devicePixelRatio(),
             "qt_warnings": list(self.qt_log.warnings),
             "gl": self.video.renderer.info,
@@ -579,7 +618,9 @@ def run_live(options: LiveOptions) -> int:
     _clean_qt_environment()
     logging.getLogger("OpenGL.acceleratesupport").setLevel(logging.WARNING)  # "no OpenGL_accelerate" is not news
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") and os.environ.get("QT_QPA_PLATFORM") is None:
-        raise RuntimeError("no display: run on a desktop, or headless under a virtual X server: xvfb-run -a python main.py live ...")
+        raise RuntimeError(
+            "no display: run on a desktop, or headless under a virtual X server: xvfb-run -a python main.py live ..."
+        )
     started_at = time.monotonic() - _process_age_s()
     qt_log = QtMessageLog()
     previous_handler = QtCore.qInstallMessageHandler(qt_log)

@@ -4,6 +4,7 @@ The GL logic lives in :class:`SceneViewMixin` (and below it in :class:`~realtime
 which the headless renderer shares); the widget classes only add Qt plumbing. ``paintGL`` draws the latest
 packet it was handed, nothing more: the frames are decoded and processed on the worker thread.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,7 +61,9 @@ class SceneViewMixin:
             LOGGER.debug("%s: %s", type(self).__name__, error)  # the app closes and reports it once
             self.gl_failed.emit(self.gl_error)
 
-    def _device_viewport(self, content_width: int | None = None, content_height: int | None = None) -> tuple[int, int, int, int]:
+    def _device_viewport(
+        self, content_width: int | None = None, content_height: int | None = None
+    ) -> tuple[int, int, int, int]:
         """GL viewport (device pixels, y from the bottom) of the largest rect with the content's aspect."""
         ratio = self.devicePixelRatioF()
         width, height = int(round(self.width() * ratio)), int(round(self.height() * ratio))
@@ -80,7 +83,9 @@ class SceneViewMixin:
     def _clear_all(self) -> None:
         from OpenGL import GL
 
-        GL.glViewport(0, 0, int(round(self.width() * self.devicePixelRatioF())), int(round(self.height() * self.devicePixelRatioF())))
+        GL.glViewport(
+            0, 0, int(round(self.width() * self.devicePixelRatioF())), int(round(self.height() * self.devicePixelRatioF()))
+        )
         GL.glClearColor(*BACKGROUND_RGBA)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
 
@@ -130,7 +135,13 @@ class VideoOverlayWidget(SceneViewMixin, QOpenGLWidget):
             faces = [face for face in packet.result.faces if len(face.vertices_image)]
             meshes, overlays = face_draws(faces, packet.triangles, self.draw_options)
         viewport = self._device_viewport(width, height)
-        self.renderer.draw(Scene(tuple(meshes), tuple(overlays), image), ImageCamera(width, height), viewport, BACKGROUND_RGBA, overlay_scale=viewport[2] / width)
+        self.renderer.draw(
+            Scene(tuple(meshes), tuple(overlays), image),
+            ImageCamera(width, height),
+            viewport,
+            BACKGROUND_RGBA,
+            overlay_scale=viewport[2] / width,
+        )
         self.render_ms = (time.perf_counter() - start) * 1000.0
         self.painted.emit(packet.sequence)
 

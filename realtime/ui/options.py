@@ -1,4 +1,5 @@
 """Options of the live app and the choices it offers (no Qt here: importable and testable anywhere)."""
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,9 @@ class LiveOptions:
         if self.screenshot is not None and self.screenshot.suffix.lower() != ".png":
             raise ValueError(f"--screenshot must name a .png file, got {self.screenshot}")
         if self.seconds is not None and (self.screenshot is None or self.seconds <= 0):
-            raise ValueError(f"--seconds is the benchmark mode's duration: give a positive number and --screenshot PATH (got {self.seconds})")
+            raise ValueError(
+                f"--seconds is the benchmark mode's duration: give a positive number and --screenshot PATH (got {self.seconds})"
+            )
         if self.vmc:
             from realtime.vmc import parse_host_port
 
@@ -112,12 +115,37 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     flags (``--backend``, ``--no-smoothing``, detector / tracker / smoothing settings), which the app reads too.
     """
     group = parser.add_argument_group("app")
-    group.add_argument("--record-dir", default=None, metavar="DIR", help="folder for the record button's mp4 files (default ./recordings)")
-    group.add_argument("--loop", action=argparse.BooleanOptionalAction, default=None, help="restart video files at their end (default: on; off with --screenshot)")
-    group.add_argument("--screenshot", default=None, metavar="PATH.png", help="test mode: process --frames frames, save a window screenshot (and PATH.json), quit")
-    group.add_argument("--frames", type=int, default=None, metavar="N", help="frames to process before --screenshot (default 30)")
-    group.add_argument("--seconds", type=float, default=None, metavar="S", help="benchmark mode: play in real time for S seconds, then --screenshot (its .json has display/processing FPS) and quit")
-    group.add_argument("--vmc", default=None, metavar="HOST:PORT", help="stream head pose + ARKit blendshapes over VMC from the start (e.g. 127.0.0.1:39539; also a toggle in the window)")
+    group.add_argument(
+        "--record-dir", default=None, metavar="DIR", help="folder for the record button's mp4 files (default ./recordings)"
+    )
+    group.add_argument(
+        "--loop",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="restart video files at their end (default: on; off with --screenshot)",
+    )
+    group.add_argument(
+        "--screenshot",
+        default=None,
+        metavar="PATH.png",
+        help="test mode: process --frames frames, save a window screenshot (and PATH.json), quit",
+    )
+    group.add_argument(
+        "--frames", type=int, default=None, metavar="N", help="frames to process before --screenshot (default 30)"
+    )
+    group.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        metavar="S",
+        help="benchmark mode: play in real time for S seconds, then --screenshot (its .json has display/processing FPS) and quit",
+    )
+    group.add_argument(
+        "--vmc",
+        default=None,
+        metavar="HOST:PORT",
+        help="stream head pose + ARKit blendshapes over VMC from the start (e.g. 127.0.0.1:39539; also a toggle in the window)",
+    )
 
 
 def backend_availability(assets: str | None = None) -> dict[str, str | None]:

@@ -1,4 +1,5 @@
 """Small Qt widgets of the app's side panel: the blendshape bars."""
+
 from __future__ import annotations
 
 import time

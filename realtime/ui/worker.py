@@ -8,6 +8,7 @@ Real time: video files play at their own rate. Frame ``i`` is due ``timestamp_i 
 start; a frame that comes up more than one frame interval late is decoded but not processed (dropped), so a
 slow machine shows fewer frames, never a slow-motion clip. Cameras deliver their newest frame.
 """
+
 from __future__ import annotations
 
 import logging
@@ -337,14 +338,20 @@ class PipelineWorker(QtCore.QThread):
 
     def _play(self, source, spec, pipeline, backend, state: "_LoopState"):
         """Play one source (looping files in interactive mode) until it ends, a new source is asked for, or stop."""
-        max_frames = self.options.screenshot_frames if self.options.screenshot is not None and self.options.seconds is None else None
+        max_frames = (
+            self.options.screenshot_frames if self.options.screenshot is not None and self.options.seconds is None else None
+        )
         paced = not _is_camera(source) and (self.options.screenshot is None or self.options.seconds is not None)
         interval = 1.0 / max(float(getattr(source, "fps", 30.0) or 30.0), 1.0)
         self.frames_dropped = 0
         while True:
             clock_start, first_timestamp = None, None
             for frame in source:
-                if self._stop.is_set() or self._has_source_request() or (max_frames is not None and state.sequence >= max_frames):
+                if (
+                    self._stop.is_set()
+                    or self._has_source_request()
+                    or (max_frames is not None and state.sequence >= max_frames)
+                ):
                     return pipeline, backend
                 if self._paused.is_set():
                     while self._paused.is_set() and not self._stop.is_set() and not self._has_source_request():
@@ -395,10 +402,14 @@ class PipelineWorker(QtCore.QThread):
         if result.faces:
             face = result.faces[0]
             if settings.avatar_mesh == "ict" and pipeline.retargeter is not None:
-                avatar_vertices, avatar_triangles = ict_avatar_mesh(pipeline.retargeter, face.blendshapes, face.params, settings.avatar_follow_pose)
+                avatar_vertices, avatar_triangles = ict_avatar_mesh(
+                    pipeline.retargeter, face.blendshapes, face.params, settings.avatar_follow_pose
+                )
             else:
                 kind = settings.avatar_mesh if settings.avatar_mesh != "ict" else "dense"
-                avatar_vertices, avatar_triangles = avatar_mesh(pipeline.morphable, face.params, kind, settings.avatar_follow_pose)
+                avatar_vertices, avatar_triangles = avatar_mesh(
+                    pipeline.morphable, face.params, kind, settings.avatar_follow_pose
+                )
             avatar = MeshDraw(avatar_vertices, avatar_triangles, AVATAR_COLOR).with_normals()
             if self.first_result_time is None:
                 self.first_result_time = time.monotonic()
@@ -420,7 +431,21 @@ class PipelineWorker(QtCore.QThread):
         self.frames_processed = state.sequence
         meshes, overlays = face_draws([f for f in result.faces if len(f.vertices_image)], triangles, settings.draw)
         draws = ([mesh.with_normals() for mesh in meshes], overlays)
-        self._publish(Packet(frame, result, triangles, avatar, state.sequence, state.fps_average, self.backend_kind, self.frames_dropped, source_fps, draws, settings.draw))
+        self._publish(
+            Packet(
+                frame,
+                result,
+                triangles,
+                avatar,
+                state.sequence,
+                state.fps_average,
+                self.backend_kind,
+                self.frames_dropped,
+                source_fps,
+                draws,
+                settings.draw,
+            )
+        )
 
     def _publish(self, packet: Packet) -> None:
         with self._lock:
@@ -471,10 +496,17 @@ class PipelineWorker(QtCore.QThread):
         tick = time.perf_counter()
         # One ONNX Runtime thread: a pool of two spin-waits between the small per-frame runs and takes the core
         # the GUI thread (and llvmpipe) paint with on a 2-core machine.
-        backend = create_backend(backend_kind, self.options.assets, threads=1, model=self.options.model if backend_kind != "teacher" else None)
+        backend = create_backend(
+            backend_kind, self.options.assets, threads=1, model=self.options.model if backend_kind != "teacher" else None
+        )
         try:
             options = self.options.pipeline or PipelineOptions(assets_dir=self.options.assets)
-            options = replace(options, running_mode=RunningMode.VIDEO, result_callback=None, smoothing=replace(options.smoothing, enabled=smoothing))
+            options = replace(
+                options,
+                running_mode=RunningMode.VIDEO,
+                result_callback=None,
+                smoothing=replace(options.smoothing, enabled=smoothing),
+            )
             pipeline = FacePipeline(backend, options, morphable=self._morphable)
             if not self._triangles_ready.is_set():
                 # The overlay's triangles take ~1-3 s to compute (once per process): do it beside the first
@@ -490,7 +522,9 @@ class PipelineWorker(QtCore.QThread):
         except Exception:
             backend.close()
             raise
-        self.status.emit(f"backend {backend_kind} ready ({time.perf_counter() - tick:.1f} s), smoothing {'on' if smoothing else 'off'}")
+        self.status.emit(
+            f"backend {backend_kind} ready ({time.perf_counter() - tick:.1f} s), smoothing {'on' if smoothing else 'off'}"
+        )
         return pipeline, backend
 
     def _apply_requests(self, pipeline, backend):

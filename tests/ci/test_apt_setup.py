@@ -3,6 +3,7 @@
 CI machines already have the packages, so without these stubs the install branch would never run in CI
 (it once exited 127 as root: `$SUDO DEBIAN_FRONTEND=... apt-get` with SUDO empty).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -53,7 +54,7 @@ def test_root_installs_missing_packages_without_sudo(tmp_path: Path) -> None:
     assert not any(call.startswith("sudo") for call in calls)
     install = [call for call in calls if " install " in call]
     assert len(install) == 1 and "DEBIAN_FRONTEND=noninteractive" in install[0]
-    assert install[0].split()[-len(_packages()):] == _packages()
+    assert install[0].split()[-len(_packages()) :] == _packages()
 
 
 def test_non_root_goes_through_sudo(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 """drtn.assets: one asset setting (argument > DRTN_ASSETS > user cache) and errors that say what is missing."""
+
 from __future__ import annotations
 
 from pathlib import Path

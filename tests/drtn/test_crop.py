@@ -1,4 +1,5 @@
 """drtn.crop: ROI boxes and the image <-> crop <-> model-frame mappings shared by training and inference."""
+
 from __future__ import annotations
 
 import numpy as np

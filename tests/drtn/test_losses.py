@@ -1,4 +1,5 @@
 """drtn.losses: eqs. 24-28 on the real morphable model."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +36,9 @@ def test_paper_weights():
 
 
 def test_config_rejects_unknown_and_bad_values():
-    assert LossConfig.from_dict({"lambda_68": 2e-4, "pose_points": "sparse"}) == LossConfig(lambda_68=2e-4, pose_points="sparse")
+    assert LossConfig.from_dict({"lambda_68": 2e-4, "pose_points": "sparse"}) == LossConfig(
+        lambda_68=2e-4, pose_points="sparse"
+    )
     with pytest.raises(ValueError, match="unknown key 'lamda_id'"):
         LossConfig.from_dict({"lamda_id": 1.0})
     with pytest.raises(ValueError, match="lambda_pose"):
@@ -169,7 +172,9 @@ def test_gradcheck_float64(morphable):
     std = torch.as_tensor(morphable.stats.std, dtype=torch.float64)
     target = realistic_params(morphable, 2, seed=12).double()
     pred = (target + 0.2 * std * torch.randn(2, NUM_PARAMS, dtype=torch.float64)) / std
-    assert torch.autograd.gradcheck(lambda x: loss(x * std, target)["total"], (pred.requires_grad_(True),), eps=1e-5, atol=1e-5, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda x: loss(x * std, target)["total"], (pred.requires_grad_(True),), eps=1e-5, atol=1e-5, fast_mode=True
+    )
 
 
 def test_from_normalized_matches_forward(loss, morphable):

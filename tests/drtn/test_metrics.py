@@ -1,4 +1,5 @@
 """drtn.metrics on hand-computed cases: NME2D / NME3D (eqs. 29-30), Table I yaw bins, CED and its AUC."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """DRTN network, configs and checkpoint I/O (drtn.model)."""
+
 from __future__ import annotations
 
 import time
@@ -129,9 +130,7 @@ def _check_forward_backward(model: DRTN, batch: int) -> None:
     target = torch.randn(batch, 62)
     torch.nn.functional.mse_loss(params, target).backward()
 
-    no_gradient = [
-        name for name, p in model.named_parameters() if p.grad is None or not torch.count_nonzero(p.grad)
-    ]
+    no_gradient = [name for name, p in model.named_parameters() if p.grad is None or not torch.count_nonzero(p.grad)]
     assert not no_gradient, f"parameters without gradient: {no_gradient}"
     if model.decomposition is not None:
         # Every ordered path (eqs. 5-8, 11-14, 17-20) feeds the output.

@@ -1,4 +1,5 @@
 """drtn.morphable on the real BFM assets: conventions checked against a 300W-LP label, mesh layouts, torch parity."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -173,7 +174,10 @@ def test_display_vertices_follow_dense_deformation(morphable):
     deformed = params.copy()
     deformed[0, 12:] = random_params(morphable, 1, seed=5)[0, 12:]
     moved = morphable.display_vertices(deformed)[0].T - morphable.display_mean
-    dense_offsets = (morphable.dense.vertices(deformed[:, 12:52], deformed[:, 52:]) - morphable.dense.vertices(params[:, 12:52], params[:, 52:]))[0].T
+    dense_offsets = (
+        morphable.dense.vertices(deformed[:, 12:52], deformed[:, 52:])
+        - morphable.dense.vertices(params[:, 12:52], params[:, 52:])
+    )[0].T
     # display vertices sitting on an on-face dense point move with it
     on_face = np.flatnonzero(morphable.dense_on_face)
     grid = torch.as_tensor(morphable.dense.mean.reshape(-1, 3)[on_face])
@@ -207,7 +211,9 @@ def test_torch_matches_numpy(morphable):
 def test_torch_normalisation_matches_stats(morphable):
     module = TorchMorphable(morphable)
     normalized = torch.randn(2, NUM_PARAMS)
-    np.testing.assert_allclose(module.denormalize(normalized).numpy(), morphable.stats.denormalize(normalized.numpy()), rtol=1e-5)
+    np.testing.assert_allclose(
+        module.denormalize(normalized).numpy(), morphable.stats.denormalize(normalized.numpy()), rtol=1e-5
+    )
 
 
 def test_batched_torch_reconstruction_has_gradients(morphable):
@@ -224,4 +230,6 @@ def test_torch_reconstruction_gradcheck_float64(morphable):
     params = torch.as_tensor(random_params(morphable, 2, seed=4)).requires_grad_(True)
     # columns scaled to O(1) so finite differences see every parameter group
     scale = torch.as_tensor(morphable.stats.std, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x: module.landmarks(x * scale), (params / scale,), eps=1e-4, atol=1e-3, fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda x: module.landmarks(x * scale), (params / scale,), eps=1e-4, atol=1e-3, fast_mode=True
+    )

@@ -1,5 +1,6 @@
 """drtn.morphable without torch: the numpy nearest-neighbour layout (exact against brute force), its disk cache,
 and the torch classes kept apart in drtn.morphable_torch."""
+
 from __future__ import annotations
 
 import subprocess

@@ -1,4 +1,5 @@
 """drtn.params: the 62-value codec, normalisation and Euler-angle conventions."""
+
 from __future__ import annotations
 
 import pickle
@@ -143,7 +144,9 @@ def test_decompose_pose_projects_to_a_rotation(rng):
 
 def test_pose_angles_degrees(rng):
     params = np.zeros((1, NUM_PARAMS))
-    params[:, :12] = compose_pose(4e-4, euler_to_rotation(np.radians(10), np.radians(-35), np.radians(5)), [[60, 60, 0]]).reshape(1, 12)
+    params[:, :12] = compose_pose(
+        4e-4, euler_to_rotation(np.radians(10), np.radians(-35), np.radians(5)), [[60, 60, 0]]
+    ).reshape(1, 12)
     np.testing.assert_allclose(pose_angles_degrees(params), [[-35, 10, 5]], atol=1e-9)
 
 

@@ -1,4 +1,5 @@
 """Fixtures for the export tests: a real DRTN network with non-trivial outputs, its ONNX export, real crops."""
+
 from __future__ import annotations
 
 import numpy as np

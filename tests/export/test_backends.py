@@ -1,4 +1,5 @@
 """Backends on the same inputs: torch vs ONNX Runtime parity, the teacher, the default-model cache, bad models."""
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,9 @@ def test_fixed_batch_model_runs_in_padded_chunks(tmp_path):
 def test_teacher_batch_edit_matches_single_crop_runs(assets_dir, helen_crops):
     teacher = TeacherBackend(assets=assets_dir, threads=2)
     assert teacher.info.fixed_batch is None  # made batch-dynamic in memory
-    original = OnnxRuntimeBackend(onnx.load(str(assets_dir / "teacher/3ddfa_v2_mb05_120x120.onnx")), denormalize=teacher._stats, name="loop")
+    original = OnnxRuntimeBackend(
+        onnx.load(str(assets_dir / "teacher/3ddfa_v2_mb05_120x120.onnx")), denormalize=teacher._stats, name="loop"
+    )
     assert original.info.fixed_batch == 1
     np.testing.assert_allclose(teacher.infer(helen_crops).params, original.infer(helen_crops).params, rtol=1e-4, atol=1e-3)
 
@@ -113,14 +116,19 @@ def test_make_batch_dynamic_refuses_computed_reshape(tmp_path):
         helper.make_node("Reshape", ["image", "shape"], ["params"]),
     ]
     graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 62])], [helper.make_tensor_value_info("params", TensorProto.FLOAT, [1, 62])]
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 62])],
+        [helper.make_tensor_value_info("params", TensorProto.FLOAT, [1, 62])],
     )
     assert make_batch_dynamic(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])) is None
 
 
 # ---------------------------------------------------------------------------------------------- factory + cache
 def test_create_backend_rejects_unknown_kind_and_wrong_file_type(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown backend 'tensorflow'; expected one of onnxruntime, torch, tensorrt, teacher"):
+    with pytest.raises(
+        ValueError, match=r"unknown backend 'tensorflow'; expected one of onnxruntime, torch, tensorrt, teacher"
+    ):
         create_backend("tensorflow")
     with pytest.raises(ValueError, match=r"the torch backend needs a checkpoint \(.pt\), got .*model.onnx"):
         create_backend("torch", tmp_path / "model.onnx")
@@ -133,11 +141,16 @@ def test_missing_default_weights_say_what_to_pass(tmp_path, monkeypatch):
     import drtn.model
 
     monkeypatch.setattr(drtn.model, "default_weights_path", lambda: tmp_path / "drtn_rt.pt")
-    with pytest.raises(FileNotFoundError, match=r"no trained default weights at .*drtn_rt.pt; pass a checkpoint .*export: --checkpoint PATH, bench: --model PATH"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no trained default weights at .*drtn_rt.pt; pass a checkpoint .*export: --checkpoint PATH, bench: --model PATH",
+    ):
         resolve_checkpoint(None)
 
 
-def test_checkpoint_is_exported_once_to_the_cache_and_reused(tmp_path, network, assets_dir, helen_crops, stats, monkeypatch, caplog):
+def test_checkpoint_is_exported_once_to_the_cache_and_reused(
+    tmp_path, network, assets_dir, helen_crops, stats, monkeypatch, caplog
+):
     import export.onnx_export as onnx_export
     from drtn.model import save_checkpoint
 

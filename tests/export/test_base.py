@@ -1,4 +1,5 @@
 """The backend interface: preprocessing, input validation, empty and oversized batches."""
+
 from __future__ import annotations
 
 import dataclasses

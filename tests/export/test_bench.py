@@ -1,4 +1,5 @@
 """Backend benchmark: table layout, the teacher as reference, skipped backends with their reason."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,7 +18,12 @@ def test_bench_runs_backends_with_teacher_reference(exported, assets_dir, no_ten
         min_samples=2,
         warmup=1,
     )
-    assert {(c.backend, c.batch) for c in report.cells} == {("teacher", 1), ("teacher", 3), ("onnxruntime", 1), ("onnxruntime", 3)}
+    assert {(c.backend, c.batch) for c in report.cells} == {
+        ("teacher", 1),
+        ("teacher", 3),
+        ("onnxruntime", 1),
+        ("onnxruntime", 3),
+    }
     assert report.cells[0].backend == "teacher"  # the reference row first
     assert "pip install --extra-index-url https://pypi.nvidia.com tensorrt-cu12" in report.skipped["tensorrt"]
     for cell in report.cells:
@@ -31,7 +37,9 @@ def test_bench_runs_backends_with_teacher_reference(exported, assets_dir, no_ten
 
 def test_torch_needs_a_checkpoint_not_an_onnx_file(exported, assets_dir):
     _, path = exported
-    report = run_backend_bench(["torch"], [1], [1], source=ModelSource(onnx_path=path, assets=assets_dir), min_seconds=0.0, min_samples=1, warmup=0)
+    report = run_backend_bench(
+        ["torch"], [1], [1], source=ModelSource(onnx_path=path, assets=assets_dir), min_seconds=0.0, min_samples=1, warmup=0
+    )
     assert "the torch backend needs a checkpoint" in report.skipped["torch"]
     assert {c.backend for c in report.cells} == {"teacher"}
 
@@ -50,7 +58,11 @@ def test_bench_rejects_bad_options(kinds, threads, batches, message):
 
 
 def test_ratio_column():
-    cells = [BenchCell("teacher", 2, 8, 2.0, 2.5, 500, 10), BenchCell("onnxruntime", 2, 8, 1.0, 1.2, 1000, 10), BenchCell("torch", 2, 8, 4.0, 5.0, 250, 10)]
+    cells = [
+        BenchCell("teacher", 2, 8, 2.0, 2.5, 500, 10),
+        BenchCell("onnxruntime", 2, 8, 1.0, 1.2, 1000, 10),
+        BenchCell("torch", 2, 8, 4.0, 5.0, 250, 10),
+    ]
     table = BenchReport(cells, {}, "m", "x", 1.0).markdown()
     assert "| onnxruntime | 2 | 8 | 1.000 | 1.200 | 1000 | 2.00x faster |" in table
     assert "| torch | 2 | 8 | 4.000 | 5.000 | 250 | 2.00x slower |" in table

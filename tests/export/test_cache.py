@@ -1,5 +1,6 @@
 """Cached models are verified against the content hash recorded when they were written: an altered file is
 rebuilt, never run."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """`main.py export | bench`: real runs and one-line errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -68,7 +69,23 @@ def test_bench_bad_list_is_an_argparse_error(capsys):
 def test_bench_prints_and_writes_table(tmp_path, exported, assets_dir, capsys):
     _, path = exported
     table_file = tmp_path / "bench.md"
-    argv = ["--assets", str(assets_dir), "bench", "--model", str(path), "--backends", "onnxruntime", "--threads", "1", "--batches", "2", "--seconds", "0", "-o", str(table_file)]
+    argv = [
+        "--assets",
+        str(assets_dir),
+        "bench",
+        "--model",
+        str(path),
+        "--backends",
+        "onnxruntime",
+        "--threads",
+        "1",
+        "--batches",
+        "2",
+        "--seconds",
+        "0",
+        "-o",
+        str(table_file),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| onnxruntime | 1 | 2 |" in printed and "| teacher | 1 | 2 |" in printed
@@ -85,7 +102,13 @@ def test_bench_pipeline_delegates_to_realtime_bench(monkeypatch):
     monkeypatch.setitem(sys.modules, "realtime.bench", fake)
     assert main(["bench", "--pipeline", "--frames", "5", "--source", "clip.mp4", "--no-smoothing"]) == 0
     (args,) = received
-    assert (args.frames, args.source, args.no_smoothing, args.backends[0], max(args.threads)) == (5, "clip.mp4", True, "onnxruntime", 2)
+    assert (args.frames, args.source, args.no_smoothing, args.backends[0], max(args.threads)) == (
+        5,
+        "clip.mp4",
+        True,
+        "onnxruntime",
+        2,
+    )
 
 
 def test_bench_pipeline_is_handed_to_realtime(capsys):

@@ -1,4 +1,5 @@
 """TensorRT engine cache and batch profile: pure logic, no TensorRT needed."""
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ SHA = "0123456789abcdef" * 4
 
 
 def key(**overrides) -> EngineKey:
-    values = dict(onnx_sha256=SHA, tensorrt_version="10.3.0", compute_capability=(8, 6), precision="fp16", opt_batch=4, max_batch=32)
+    values = dict(
+        onnx_sha256=SHA, tensorrt_version="10.3.0", compute_capability=(8, 6), precision="fp16", opt_batch=4, max_batch=32
+    )
     values.update(overrides)
     return EngineKey(**values)
 
@@ -53,7 +56,9 @@ def test_profile_validation(max_batch, opt_batch, message):
 def test_batch_over_profile_is_a_clear_value_error():
     profile = BatchProfile.create(8)
     profile.check_batch(8)
-    with pytest.raises(ValueError, match=r"batch of 9 crops exceeds the TensorRT engine's profile max 8 \(rebuild with --max-batch 9 or more"):
+    with pytest.raises(
+        ValueError, match=r"batch of 9 crops exceeds the TensorRT engine's profile max 8 \(rebuild with --max-batch 9 or more"
+    ):
         profile.check_batch(9)
 
 
@@ -167,7 +172,10 @@ def test_engine_for_another_gpu_or_version_is_reported_and_not_used(tmp_path, ca
     assert cache.entries_for_same_model(key()) == [key(tensorrt_version="8.6.1", compute_capability=(7, 5))]
     with caplog.at_level(logging.INFO, logger="export.engine_cache"):
         assert cache.load(key()) is None
-    assert "built for TensorRT 8.6.1 on compute capability 7.5; this machine has TensorRT 10.3.0 on compute capability 8.6" in caplog.text
+    assert (
+        "built for TensorRT 8.6.1 on compute capability 7.5; this machine has TensorRT 10.3.0 on compute capability 8.6"
+        in caplog.text
+    )
 
 
 def test_timing_cache_round_trip(tmp_path):

@@ -1,4 +1,5 @@
 """The mixed-precision graph TensorRT builds FP16 engines from, checked on ONNX Runtime (no GPU needed)."""
+
 from __future__ import annotations
 
 import hashlib

@@ -1,4 +1,5 @@
 """ONNX export: the contract (names, shapes, metadata, de-normalisation), the self-check, and bad model files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,13 @@ def tiny_onnx(path, in_shape=("N", 3, 8, 8), out_features=62, metadata=None, ext
     inputs = [helper.make_tensor_value_info("image", elem_type, list(in_shape))]
     if extra_input:
         inputs.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, [1]))
-    graph = helper.make_graph(nodes, "tiny", inputs, [helper.make_tensor_value_info("params", TensorProto.FLOAT, [in_shape[0], out_features])], [weight])
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        inputs,
+        [helper.make_tensor_value_info("params", TensorProto.FLOAT, [in_shape[0], out_features])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     if metadata:

@@ -3,6 +3,7 @@
 A retrained drtn_rt.pt shipped with a stale ONNX fails here; regenerate it with
 ``python main.py export -o drtn/weights/drtn_rt.onnx``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,7 +52,9 @@ def test_stale_shipped_onnx_is_not_used(assets_dir, tmp_path, monkeypatch, caplo
     other.write_bytes(bundled_checkpoint_path().read_bytes() + b"retrained")
     monkeypatch.setattr(export.contract, "bundled_checkpoint_path", lambda: other)
     exported = []
-    monkeypatch.setattr(export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or bundled_onnx_path())
+    monkeypatch.setattr(
+        export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or bundled_onnx_path()
+    )
     from export.backends import bundled_onnx
 
     with caplog.at_level(logging.WARNING, logger="export.backends"):
@@ -69,7 +72,9 @@ def test_missing_or_corrupt_shipped_onnx_falls_back(assets_dir, tmp_path, monkey
         shipped.write_bytes(b"not an onnx file")
     monkeypatch.setattr(export.contract, "bundled_onnx_path", lambda: shipped)
     exported = []
-    monkeypatch.setattr(export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or tmp_path / "x.onnx")
+    monkeypatch.setattr(
+        export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or tmp_path / "x.onnx"
+    )
     from export.backends import bundled_onnx
 
     assert bundled_onnx(tmp_path, assets_dir) == tmp_path / "x.onnx" and exported == [None]
@@ -84,7 +89,9 @@ def test_factory_does_not_run_a_stale_shipped_onnx(assets_dir, tmp_path, monkeyp
     other.write_bytes(b"a retrained checkpoint")
     monkeypatch.setattr(export.contract, "bundled_checkpoint_path", lambda: other)
     exported = []
-    monkeypatch.setattr(export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or bundled_onnx_path())
+    monkeypatch.setattr(
+        export.onnx_export, "ensure_onnx", lambda checkpoint, **kwargs: exported.append(checkpoint) or bundled_onnx_path()
+    )
     with create_backend("onnxruntime", assets=assets_dir, cache_dir=tmp_path):
         pass
     assert exported == [None]  # went through the export of the (new) bundled checkpoint

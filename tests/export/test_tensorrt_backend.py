@@ -1,4 +1,5 @@
 """TensorRT backend: the error without the library (always), and the real engine on a GPU (markers, skipped here)."""
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,9 @@ from .test_onnx_export import tiny_onnx
 
 
 def test_importing_the_backends_does_not_import_tensorrt():
-    code = "import sys, export.backends, export.backends.tensorrt_backend, export.engine_cache; print('tensorrt' in sys.modules)"
+    code = (
+        "import sys, export.backends, export.backends.tensorrt_backend, export.engine_cache; print('tensorrt' in sys.modules)"
+    )
     repo = Path(__file__).resolve().parents[2]
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo).stdout
     assert output.strip() == "False"
@@ -48,7 +51,9 @@ def test_bad_onnx_fails_before_touching_tensorrt(no_tensorrt, tmp_path):
         TensorRTBackend(tmp_path / "missing.onnx")
     with pytest.raises(ValueError, match=r"foreign.onnx: not a DRTN export"):
         TensorRTBackend(tiny_onnx(tmp_path / "foreign.onnx"))
-    fixed = tiny_onnx(tmp_path / "fixed.onnx", in_shape=(1, 3, 8, 8), metadata={"producer": "drtn.export", "params": "denormalized"})
+    fixed = tiny_onnx(
+        tmp_path / "fixed.onnx", in_shape=(1, 3, 8, 8), metadata={"producer": "drtn.export", "params": "denormalized"}
+    )
     with pytest.raises(ValueError, match="fixed.onnx: fixed batch 1 cannot serve --max-batch 32"):
         TensorRTBackend(fixed)
 

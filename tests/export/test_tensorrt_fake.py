@@ -4,6 +4,7 @@ The fake builder records what it is asked for; its "engine" runs the parsed ONNX
 and writes the buffers through the raw addresses given to ``set_tensor_address``, exactly as TensorRT would. The
 real library is exercised by the ``gpu`` / ``tensorrt`` tests in test_tensorrt_backend.py.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -212,13 +213,17 @@ def test_build_engine_uses_strong_typing_profile_and_timing_cache(fake_gpu):
 
 def test_build_engine_reports_parser_errors(monkeypatch):
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: make_fake_tensorrt(parse_ok=False))
-    with pytest.raises(RuntimeError, match=r"model.onnx: TensorRT could not parse the ONNX model: In node 3 \(Conv\): unsupported"):
+    with pytest.raises(
+        RuntimeError, match=r"model.onnx: TensorRT could not parse the ONNX model: In node 3 \(Conv\): unsupported"
+    ):
         build_engine(b"onnx", BatchProfile.create(4), source="model.onnx")
 
 
 def test_tensorrt_older_than_10_is_refused(monkeypatch):
     monkeypatch.setattr(trt_backend, "import_tensorrt", lambda: make_fake_tensorrt(version="8.6.1"))
-    with pytest.raises(trt_backend.BackendUnavailableError, match="TensorRT 8.6.1 is too old: the backend needs TensorRT >= 10"):
+    with pytest.raises(
+        trt_backend.BackendUnavailableError, match="TensorRT 8.6.1 is too old: the backend needs TensorRT >= 10"
+    ):
         build_engine(b"onnx", BatchProfile.create(4))
 
 

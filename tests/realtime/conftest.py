@@ -1,5 +1,6 @@
 """Fixtures of the real-time tests: sample clips and images, a real backend (the 3DDFA_V2 teacher on ONNX
 Runtime: the product's bundled model may not exist on a fresh clone), and a small synthetic face."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ class _LocalTeacher:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
-        self._session = ort.InferenceSession(str(assets_dir / "teacher" / "3ddfa_v2_mb05_120x120.onnx"), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(assets_dir / "teacher" / "3ddfa_v2_mb05_120x120.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         self._stats = ParamStats.load(assets_dir / "bfm" / "param_mean_std_62d_120x120.pkl")
 
     def infer(self, crops_bgr):

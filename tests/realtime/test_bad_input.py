@@ -4,6 +4,7 @@ line naming the file (exit 2) or survived, and nothing the user had is destroyed
 Sections: output paths (CLI), unreadable inputs (assets, checkpoints, models, images), the Python API (timestamps,
 options, threads), writing faults (full disk, hard kill, hang-up).
 """
+
 from __future__ import annotations
 
 import errno
@@ -73,16 +74,48 @@ def work(tmp_path, clip_path):
 
 OUTPUT_CASES = [
     # (id, argv after "main.py", message pattern)
-    ("input-as-output", ["video", "{w}/X.mp4", "-o", "{w}/X.mp4"], r"-o .*X\.mp4: is the input .*X\.mp4; it would be destroyed"),
-    ("input-as-records", ["video", "{w}/X.mp4", "-o", "{w}/o.mp4", "--records", "{w}/X.mp4"], r"--records .*X\.mp4: is the input"),
-    ("one-file-two-outputs", ["video", "{w}/X.mp4", "-o", "{w}/a.mp4", "--records", "{w}/a.mp4"], r"--records .*a\.mp4 and -o .*a\.mp4 are the same file"),
+    (
+        "input-as-output",
+        ["video", "{w}/X.mp4", "-o", "{w}/X.mp4"],
+        r"-o .*X\.mp4: is the input .*X\.mp4; it would be destroyed",
+    ),
+    (
+        "input-as-records",
+        ["video", "{w}/X.mp4", "-o", "{w}/o.mp4", "--records", "{w}/X.mp4"],
+        r"--records .*X\.mp4: is the input",
+    ),
+    (
+        "one-file-two-outputs",
+        ["video", "{w}/X.mp4", "-o", "{w}/a.mp4", "--records", "{w}/a.mp4"],
+        r"--records .*a\.mp4 and -o .*a\.mp4 are the same file",
+    ),
     ("one-jsonl-two-outputs", ["video", "{w}/X.mp4", "-o", "{w}/a.jsonl", "--records", "{w}/a.jsonl"], r"are the same file"),
-    ("unwritable-records-after-existing-output", ["video", "{w}/X.mp4", "-o", "{w}/old.mp4", "--records", "/proc/drtn-no-such/r.jsonl"], r"--records /proc/drtn-no-such/r\.jsonl: cannot be written, folder /proc is not writable"),
-    ("through-a-regular-file", ["video", "{w}/X.mp4", "-o", "{w}/notes.txt/out.mp4"], r"-o .*notes\.txt/out\.mp4: cannot be written, .*notes\.txt is a file, not a folder"),
-    ("records-through-a-regular-file", ["video", "{w}/X.mp4", "-o", "{w}/old.mp4", "--records", "{w}/X.mp4/r.jsonl"], r"X\.mp4 is a file, not a folder"),
+    (
+        "unwritable-records-after-existing-output",
+        ["video", "{w}/X.mp4", "-o", "{w}/old.mp4", "--records", "/proc/drtn-no-such/r.jsonl"],
+        r"--records /proc/drtn-no-such/r\.jsonl: cannot be written, folder /proc is not writable",
+    ),
+    (
+        "through-a-regular-file",
+        ["video", "{w}/X.mp4", "-o", "{w}/notes.txt/out.mp4"],
+        r"-o .*notes\.txt/out\.mp4: cannot be written, .*notes\.txt is a file, not a folder",
+    ),
+    (
+        "records-through-a-regular-file",
+        ["video", "{w}/X.mp4", "-o", "{w}/old.mp4", "--records", "{w}/X.mp4/r.jsonl"],
+        r"X\.mp4 is a file, not a folder",
+    ),
     ("output-is-a-folder", ["video", "{w}/X.mp4", "-o", "{w}/folder.mp4"], r"folder\.mp4: is a folder"),
-    ("video-bad-extension", ["video", "{w}/X.mp4", "-o", "{w}/out.avi"], r"-o .*out\.avi: expected a \.mp4 / \.m4v / \.mov file name"),
-    ("records-bad-extension", ["video", "{w}/X.mp4", "-o", "{w}/o.mp4", "--records", "{w}/r.txt"], r"--records .*r\.txt: expected a \.jsonl"),  # .csv is a records format (realtime.records)
+    (
+        "video-bad-extension",
+        ["video", "{w}/X.mp4", "-o", "{w}/out.avi"],
+        r"-o .*out\.avi: expected a \.mp4 / \.m4v / \.mov file name",
+    ),
+    (
+        "records-bad-extension",
+        ["video", "{w}/X.mp4", "-o", "{w}/o.mp4", "--records", "{w}/r.txt"],
+        r"--records .*r\.txt: expected a \.jsonl",
+    ),  # .csv is a records format (realtime.records)
     ("demo-bad-extension", ["demo", "{emma}", "-o", "{w}/x.txt"], r"-o .*x\.txt: expected a \.png / \.jpg"),
     ("demo-input-as-output", ["demo", "{w}/face.jpg", "-o", "{w}/face.jpg"], r"-o .*face\.jpg: is the input"),
     ("demo-through-a-regular-file", ["demo", "{emma}", "-o", "{w}/notes.txt/x.png"], r"notes\.txt is a file, not a folder"),
@@ -199,7 +232,21 @@ def test_unreadable_asset_is_named_in_one_line(asset_copy, relative, how):
 
 def test_unreadable_asset_through_the_cli(asset_copy, samples_dir, tmp_path, capsys):
     _damage(asset_copy / "bfm/Model_PAF.pkl", "random")
-    code, err = _run_main(["--assets", str(asset_copy), "demo", str(samples_dir / "images" / "emma.jpg"), "-o", str(tmp_path / "d.png"), "--backend", "teacher", "--renderer", "cv"], capsys)
+    code, err = _run_main(
+        [
+            "--assets",
+            str(asset_copy),
+            "demo",
+            str(samples_dir / "images" / "emma.jpg"),
+            "-o",
+            str(tmp_path / "d.png"),
+            "--backend",
+            "teacher",
+            "--renderer",
+            "cv",
+        ],
+        capsys,
+    )
     assert code == 2 and err.count("\n") == 1 and str(asset_copy / "bfm/Model_PAF.pkl") in err, err
     assert not (tmp_path / "d.png").exists()
 
@@ -247,14 +294,27 @@ def test_bad_model_for_video_is_one_line_not_a_crash(work, assets_dir, model):
     if model == "corrupt":
         path.write_bytes(np.random.default_rng(0).bytes(5000))
     before = _tree(work)
-    command = [sys.executable, str(REPO / "main.py"), "--assets", str(assets_dir), "video", str(work / "X.mp4"), "-o", str(work / "o.mp4"), "--model", str(path)]
+    command = [
+        sys.executable,
+        str(REPO / "main.py"),
+        "--assets",
+        str(assets_dir),
+        "video",
+        str(work / "X.mp4"),
+        "-o",
+        str(work / "o.mp4"),
+        "--model",
+        str(path),
+    ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     err = [line for line in done.stderr.splitlines() if "WARN:0" not in line]  # (OpenCV's own notices)
     assert done.returncode == 2 and len(err) == 1 and str(path) in err[0], done.stderr[-2000:]
     assert _tree(work) == before
 
 
-@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + bytes(200)], ids=["empty", "text", "jpeg-header-only"])
+@pytest.mark.parametrize(
+    "content", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + bytes(200)], ids=["empty", "text", "jpeg-header-only"]
+)
 def test_unreadable_demo_image_is_named(tmp_path, content, capsys):
     image = tmp_path / "photo.jpg"
     image.write_bytes(content)
@@ -298,7 +358,9 @@ def test_image_folder_skips_and_names_corrupt_files(tmp_path, samples_dir, caplo
     (folder / "000.jpg").write_bytes(np.random.default_rng(0).bytes(2000))  # a corrupt FIRST file
     (folder / "001.png").write_bytes((samples_dir / "images" / "5.png").read_bytes())
     (folder / "002.jpg").write_bytes(b"")
-    (folder / "003.jpg").write_bytes((samples_dir / "images" / "emma.jpg").read_bytes()[:5000])  # truncated jpeg: decodes partly
+    (folder / "003.jpg").write_bytes(
+        (samples_dir / "images" / "emma.jpg").read_bytes()[:5000]
+    )  # truncated jpeg: decodes partly
     expected = cv2.imread(str(folder / "001.png"))
     with ImageFolderSource(folder) as source:
         assert source.frame_size == (expected.shape[1], expected.shape[0])  # not 0x0
@@ -329,7 +391,11 @@ def test_image_folder_with_corrupt_first_file_through_the_cli(tmp_path, samples_
 
 
 # ------------------------------------------------------------------------------------------------ Python API
-@pytest.mark.parametrize("timestamp", [float("nan"), float("inf"), -float("inf"), "40", True, None, [1.0]], ids=["nan", "inf", "-inf", "str", "bool", "none", "list"])
+@pytest.mark.parametrize(
+    "timestamp",
+    [float("nan"), float("inf"), -float("inf"), "40", True, None, [1.0]],
+    ids=["nan", "inf", "-inf", "str", "bool", "none", "list"],
+)
 def test_bad_timestamps_are_refused_and_the_pipeline_keeps_working(make_pipeline, clip_frames, timestamp):
     pipeline = make_pipeline()
     image = clip_frames[0].image_bgr
@@ -447,7 +513,10 @@ def test_records_write_failure_keeps_only_whole_lines(make_pipeline, clip_path, 
     monkeypatch.setattr(video, "RecordsWriter", SmallDisk)
     (tmp_path / "o.mp4").write_bytes(b"earlier result")
     with VideoFileSource(clip_path, max_frames=30) as source:
-        with pytest.raises(video.OutputWriteError, match=r"cannot write records to .*o\.partial\.jsonl: no space left on the device \(disk full\); stopped after \d+ frames, kept in"):
+        with pytest.raises(
+            video.OutputWriteError,
+            match=r"cannot write records to .*o\.partial\.jsonl: no space left on the device \(disk full\); stopped after \d+ frames, kept in",
+        ):
             video.process_video(source, make_pipeline(), tmp_path / "o.mp4", tmp_path / "o.jsonl", progress=False)
     assert (tmp_path / "o.mp4").read_bytes() == b"earlier result" and not (tmp_path / "o.jsonl").exists()
     lines = _records(tmp_path / "o.partial.jsonl")

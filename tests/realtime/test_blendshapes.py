@@ -1,4 +1,5 @@
 """ARKit blendshapes retargeted from the 10 BFM expression coefficients through the ICT FaceKit model."""
+
 from __future__ import annotations
 
 import json

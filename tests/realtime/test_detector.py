@@ -1,4 +1,5 @@
 """Face detection with the model files of the asset folder (YuNet default, MediaPipe Tasks BlazeFace)."""
+
 from __future__ import annotations
 
 import cv2
@@ -74,7 +75,10 @@ def test_missing_model_file_is_named(tmp_path):
 
 def test_tiles_find_the_same_faces_once(emma_bgr, assets_dir):
     """2x2 tiles on a large frame: every face of the single pass, no face twice (merged across tile borders)."""
-    with FaceDetector(DetectorOptions(max_input_side_px=640), assets_dir) as single, FaceDetector(DetectorOptions(max_input_side_px=640, tiles=True), assets_dir) as tiled:
+    with (
+        FaceDetector(DetectorOptions(max_input_side_px=640), assets_dir) as single,
+        FaceDetector(DetectorOptions(max_input_side_px=640, tiles=True), assets_dir) as tiled,
+    ):
         one, many = single.detect(emma_bgr), tiled.detect(emma_bgr)
     assert len(many) == len(one) >= 3
     centres = np.array([(d.box_xyxy[:2] + d.box_xyxy[2:]) / 2 for d in many])

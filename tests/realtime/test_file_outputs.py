@@ -1,5 +1,6 @@
 """Processing files for use elsewhere: photo folders photo by photo, demo meshes, video records and meshes, the
 records schema and the Python API -- on the shared photos and clip with a real backend."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def test_folder_is_processed_photo_by_photo_and_skips_what_does_not_decode(make_
         document = json.loads((out / f"{stem}.json").read_text())
         assert document["source"] == str(photo_folder / name) and document["schema_version"] == SCHEMA_VERSION
         assert len(document["faces"]) == faces and all(face["source"] == document["source"] for face in document["faces"])
-        assert sorted(p.name for p in out.glob(f"{stem}*.obj")) == [f"{stem}.obj"] + [f"{stem}_{k}.obj" for k in range(1, faces)]
+        assert sorted(p.name for p in out.glob(f"{stem}*.obj")) == [f"{stem}.obj"] + [
+            f"{stem}_{k}.obj" for k in range(1, faces)
+        ]
     assert not list(out.glob("broken*"))
     # no state between photos: trump_hillary alone in a fresh pipeline gives the same faces as after the others
     with PhotoProcessor(make_pipeline(running_mode=RunningMode.IMAGE), ("mesh",), "cv") as processor:
@@ -71,7 +74,18 @@ def test_demo_writes_obj_and_ply_per_face_and_the_maps(use_backend, samples_dir,
                       "--obj", str(tmp_path / "F.obj"), "--ply", str(tmp_path / "F.ply"), "--texture", "--renderer", "cv",
                       "--render", "mesh,depth,pncc"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    for name in ("demo.png", "demo_depth.png", "demo_pncc.png", "demo.json", "F.obj", "F_1.obj", "F.mtl", "F_texture.png", "F.ply", "F_1.ply"):
+    for name in (
+        "demo.png",
+        "demo_depth.png",
+        "demo_pncc.png",
+        "demo.json",
+        "F.obj",
+        "F_1.obj",
+        "F.mtl",
+        "F_texture.png",
+        "F.ply",
+        "F_1.ply",
+    ):
         assert (tmp_path / name).is_file(), name
     assert not (tmp_path / "F_2.obj").exists()  # two faces, two files
     obj, ply = read_obj(tmp_path / "F_1.obj"), read_ply(tmp_path / "F_1.ply")
@@ -89,7 +103,9 @@ def test_demo_writes_obj_and_ply_per_face_and_the_maps(use_backend, samples_dir,
 def test_demo_folder_mode_names_skipped_files(use_backend, photo_folder, assets_dir, tmp_path, capsys):
     import main
 
-    code = main.main(["--assets", str(assets_dir), "demo", str(photo_folder), "--out-dir", str(tmp_path / "o"), "--renderer", "cv"])
+    code = main.main(
+        ["--assets", str(assets_dir), "demo", str(photo_folder), "--out-dir", str(tmp_path / "o"), "--renderer", "cv"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert f"skipped {photo_folder / 'broken.jpg'}: not a readable image" in out
@@ -157,7 +173,9 @@ def test_api_image_and_video_modes(backend, samples_dir, assets_dir, tmp_path):
         assert read_obj(files[0]).uv.shape == (38365, 2)
         with pytest.raises(ValueError, match="detect_for_video is for VIDEO mode"):
             tracker.detect_for_video(photo, 0.0)
-    with FaceTracker(FaceTrackerOptions(running_mode=RunningMode.VIDEO, assets_dir=str(assets_dir)), backend=backend) as tracker:
+    with FaceTracker(
+        FaceTrackerOptions(running_mode=RunningMode.VIDEO, assets_dir=str(assets_dir)), backend=backend
+    ) as tracker:
         assert len(tracker.detect_for_video(photo, 0.0).faces) == 2
         with pytest.raises(ValueError, match="timestamps must increase"):
             tracker.detect_for_video(photo, 0.0)

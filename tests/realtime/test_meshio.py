@@ -1,4 +1,5 @@
 """realtime.meshio: OBJ / PLY export re-imports to the same geometry; the BFM mesh with its UVs and texture."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

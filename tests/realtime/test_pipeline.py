@@ -1,4 +1,5 @@
 """The face pipeline end to end on real frames (MediaPipe detector + the teacher backend)."""
+
 from __future__ import annotations
 
 import threading
@@ -14,7 +15,14 @@ from realtime.tracker import TrackerOptions
 
 def _inside(points, box, margin=0.0):
     x0, y0, x1, y1 = box
-    return bool(np.all((points[:, 0] >= x0 - margin) & (points[:, 0] <= x1 + margin) & (points[:, 1] >= y0 - margin) & (points[:, 1] <= y1 + margin)))
+    return bool(
+        np.all(
+            (points[:, 0] >= x0 - margin)
+            & (points[:, 0] <= x1 + margin)
+            & (points[:, 1] >= y0 - margin)
+            & (points[:, 1] <= y1 + margin)
+        )
+    )
 
 
 def test_video_frames_give_one_tracked_face(make_pipeline, clip_frames):
@@ -201,7 +209,11 @@ def test_live_stream_delivers_results_on_a_worker(make_pipeline, clip_frames):
         if frame.index == clip_frames[5].index:
             done.set()
 
-    pipeline = make_pipeline(PipelineOptions(running_mode=RunningMode.LIVE_STREAM, result_callback=on_result, assets_dir=make_pipeline().options.assets_dir))
+    pipeline = make_pipeline(
+        PipelineOptions(
+            running_mode=RunningMode.LIVE_STREAM, result_callback=on_result, assets_dir=make_pipeline().options.assets_dir
+        )
+    )
     with pytest.raises(ValueError, match="process_async"):
         pipeline.process(clip_frames[0])
     for frame in clip_frames[:6]:

@@ -1,4 +1,5 @@
 """realtime.prefetch: decode-ahead yields exactly the frames of the source, passes errors on, stops cleanly."""
+
 from __future__ import annotations
 
 import threading

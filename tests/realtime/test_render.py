@@ -2,6 +2,7 @@
 
 The GL tests render headless (EGL surfaceless, else OSMesa); no X server is needed.
 """
+
 from __future__ import annotations
 
 import threading
@@ -91,11 +92,17 @@ def test_pose_axes_follow_the_rotation():
 
 
 def test_face_draws_follow_the_options():
-    face = SimpleNamespace(vertices_image=np.zeros((3, 3)), landmarks_2d=np.random.rand(68, 2) * 50, params=np.eye(3, 4).reshape(-1).tolist() + [0.0] * 50)
+    face = SimpleNamespace(
+        vertices_image=np.zeros((3, 3)),
+        landmarks_2d=np.random.rand(68, 2) * 50,
+        params=np.eye(3, 4).reshape(-1).tolist() + [0.0] * 50,
+    )
     triangles = np.array([[0, 1, 2]])
     meshes, overlays = face_draws([face], triangles, FaceDrawOptions())
     assert len(meshes) == 1 and overlays == []
-    meshes, overlays = face_draws([face, face], triangles, FaceDrawOptions(show_mesh=False, show_landmarks=True, show_axes=True))
+    meshes, overlays = face_draws(
+        [face, face], triangles, FaceDrawOptions(show_mesh=False, show_landmarks=True, show_axes=True)
+    )
     assert meshes == [] and len(overlays) == 2 * (1 + 3)
 
 
@@ -149,7 +156,9 @@ def test_nearer_triangle_wins_the_depth_test(renderer_factory):
         overlap = out[20, 30]
         assert overlap[2] > 150 and overlap[0] < 100, f"red (z=10) should cover blue (z=0), got BGR {overlap}"
         assert out[42, 50][0] > 150, "blue outside the overlap"
-    out = renderer.render(image, [MeshDraw(red_vertices - [0, 0, 20], triangles, RED), MeshDraw(blue_vertices, triangles, BLUE)])
+    out = renderer.render(
+        image, [MeshDraw(red_vertices - [0, 0, 20], triangles, RED), MeshDraw(blue_vertices, triangles, BLUE)]
+    )
     assert out[20, 30][0] > 150 and out[20, 30][2] < 100, "blue is nearer now"
 
 
@@ -169,7 +178,10 @@ def test_landmark_points_and_axis_lines(renderer_factory):
     renderer = renderer_factory(64, 48)
     out = renderer.render(
         np.zeros((48, 64, 3), np.uint8),
-        overlays=[PointsDraw(np.array([[10.0, 10.0], [50.0, 30.0]]), (0, 1, 0, 1), 4.0), LinesDraw(np.array([[[5.0, 40.0], [60.0, 40.0]]]), BLUE, 2.0)],
+        overlays=[
+            PointsDraw(np.array([[10.0, 10.0], [50.0, 30.0]]), (0, 1, 0, 1), 4.0),
+            LinesDraw(np.array([[[5.0, 40.0], [60.0, 40.0]]]), BLUE, 2.0),
+        ],
     )
     assert out[10, 10, 1] > 200 and out[30, 50, 1] > 200 and out[20, 30].sum() == 0
     assert out[40, 30, 0] > 200 and out[44, 30].sum() == 0
@@ -192,7 +204,9 @@ def test_renderer_can_be_handed_to_another_thread(renderer_factory):
     renderer = renderer_factory(16, 16)
     vertices, triangles = _rectangle(0, 0, 16, 16, 0.0)
     results = []
-    thread = threading.Thread(target=lambda: results.append(renderer.render(np.zeros((16, 16, 3), np.uint8), [MeshDraw(vertices, triangles, RED)])))
+    thread = threading.Thread(
+        target=lambda: results.append(renderer.render(np.zeros((16, 16, 3), np.uint8), [MeshDraw(vertices, triangles, RED)]))
+    )
     thread.start()
     thread.join()
     assert results and results[0][8, 8, 2] > 200
@@ -204,7 +218,9 @@ def test_gl_version_check_fails_clearly(renderer_factory, monkeypatch):
     renderer_factory(8, 8)  # loads PyOpenGL on the headless platform first
     from realtime.render import gl_scene
 
-    monkeypatch.setattr(gl_scene, "gl_info", lambda: {"version": "2.1 Mesa 9.0", "renderer": "old", "vendor": "x", "glsl": "1.20"})
+    monkeypatch.setattr(
+        gl_scene, "gl_info", lambda: {"version": "2.1 Mesa 9.0", "renderer": "old", "vendor": "x", "glsl": "1.20"}
+    )
     with pytest.raises(gl_scene.GLVersionError, match=r"OpenGL 3\.3 core profile is required.*'2\.1 Mesa 9\.0'"):
         gl_scene.check_gl_version()
 
@@ -228,7 +244,9 @@ def d0_face(assets_dir, shared_dir, morphable):
     ok, frame = capture.read()
     capture.release()
     assert ok, "cannot decode the bundled clip"
-    session = onnxruntime.InferenceSession(str(assets_dir / "teacher/3ddfa_v2_mb05_120x120.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(assets_dir / "teacher/3ddfa_v2_mb05_120x120.onnx"), providers=["CPUExecutionProvider"]
+    )
 
     def reconstruct(roi_box):
         crop = crop_image(frame, roi_box).astype(np.float32)
@@ -277,12 +295,18 @@ def test_avatar_view_shows_the_face_in_the_middle(renderer_factory, d0_face, mor
     for kind in ("dense", "display"):
         vertices, triangles = avatar_mesh(morphable, params, kind)
         assert np.abs(vertices).max() < 1.5
-        out = renderer.render_view(OrbitCamera(distance=4.0), [MeshDraw(vertices, triangles, (0.8, 0.8, 0.8, 1.0))], (0.0, 0.0, 0.0, 1.0))
+        out = renderer.render_view(
+            OrbitCamera(distance=4.0), [MeshDraw(vertices, triangles, (0.8, 0.8, 0.8, 1.0))], (0.0, 0.0, 0.0, 1.0)
+        )
         lit = out.max(axis=2) > 40
         rows, cols = np.nonzero(lit)
         assert lit.mean() > 0.15, f"{kind}: the face covers only {lit.mean():.0%} of the view"
         assert abs(cols.mean() - 48) < 10 and abs(rows.mean() - 48) < 12, f"{kind}: face not centred"
-    turned = renderer.render_view(OrbitCamera(distance=4.0, yaw_deg=90.0), [MeshDraw(*avatar_mesh(morphable, params, "dense"), (0.8, 0.8, 0.8, 1.0))], (0.0, 0.0, 0.0, 1.0))
+    turned = renderer.render_view(
+        OrbitCamera(distance=4.0, yaw_deg=90.0),
+        [MeshDraw(*avatar_mesh(morphable, params, "dense"), (0.8, 0.8, 0.8, 1.0))],
+        (0.0, 0.0, 0.0, 1.0),
+    )
     assert (turned.max(axis=2) > 40).mean() < lit.mean(), "a profile view is narrower than the front view"
 
 
@@ -325,7 +349,14 @@ def test_osmesa_fallback_renders_too(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if k != "PYOPENGL_PLATFORM"}
     env["DRTN_GL_BACKEND"] = "osmesa"
-    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     description, red, corner = done.stdout.strip().rsplit(" ", 2)
     assert description.startswith("OSMesa") and int(red) > 200 and int(corner) == 0

@@ -1,4 +1,5 @@
 """realtime.render_modes: depth and PNCC maps through the OpenGL path (marker ``gui``: skip without GL)."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace

@@ -1,4 +1,5 @@
 """realtime.results: the typed pose (4x4 image transform, quaternion, Euler) against the pipeline's own geometry."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -18,7 +19,9 @@ def _params(pitch: float, yaw: float, roll: float, scale: float = 1.5e-3, rng=No
     return np.concatenate([pose.reshape(-1), rng.normal(0, 1e5, 40), rng.normal(0, 0.5, 10)]).astype(np.float64)
 
 
-@pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.3, -1.2, 2.9), (-1.4, 0.7, -3.0), (3.1, 0.1, 0.2), (0.0, np.pi / 2 - 1e-3, 0.0)])
+@pytest.mark.parametrize(
+    "angles", [(0.0, 0.0, 0.0), (0.3, -1.2, 2.9), (-1.4, 0.7, -3.0), (3.1, 0.1, 0.2), (0.0, np.pi / 2 - 1e-3, 0.0)]
+)
 def test_quaternion_round_trips_every_rotation(angles):
     rotation = euler_to_rotation(*angles)[0]
     quaternion = rotation_to_quaternion_wxyz(rotation)
@@ -46,7 +49,9 @@ def test_matrix_image_maps_model_points_like_the_pipeline(crop_size):
     np.testing.assert_allclose(got[:3], expected, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(got[3], 1.0)
     yaw, pitch, roll = pose_angles_degrees(params[None])[0]
-    assert (result.euler_degrees.yaw, result.euler_degrees.pitch, result.euler_degrees.roll) == pytest.approx((yaw, pitch, roll))
+    assert (result.euler_degrees.yaw, result.euler_degrees.pitch, result.euler_degrees.roll) == pytest.approx(
+        (yaw, pitch, roll)
+    )
     np.testing.assert_allclose(quaternion_to_rotation(result.quaternion_wxyz), result.rotation, atol=1e-12)
     # the model origin lands at the translation; one model unit spans scale_px image pixels
     np.testing.assert_allclose(result.translation_px, (result.matrix_image @ [0, 0, 0, 1])[:3])

@@ -1,4 +1,5 @@
 """One-Euro and head-motion filters, per-track face smoothing, and the one crop<->image pose conversion."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Frame sources: video files (whole, truncated, corrupt, missing), image folders, cameras, image checks."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """Track ids, detector scheduling, IoU matching and track loss, on synthetic landmarks (no model)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -135,7 +136,9 @@ def test_absent_face_ends_its_track_and_a_brief_occlusion_keeps_the_id():
     tracker.apply_detections(box_of((150, 200), 50)[None], np.array([0.9]))
     for step in range(5):
         assert tracker.update([0], face_landmarks((150 + 4 * step, 200), 50)[None], IMAGE, presence=np.array([0.9])) == []
-    assert tracker.update([0], face_landmarks((170, 200), 50)[None], IMAGE, presence=np.array([0.1])) == []  # one frame of grace
+    assert (
+        tracker.update([0], face_landmarks((170, 200), 50)[None], IMAGE, presence=np.array([0.1])) == []
+    )  # one frame of grace
     assert tracker.update([0], face_landmarks((100, 300), 20)[None], IMAGE, presence=np.array([0.0])) == [0]  # gone: ends
     assert tracker.tracks == [] and tracker.needs_detection()
     for _ in range(3):  # hidden for a few frames while moving on (the detector finds nothing)

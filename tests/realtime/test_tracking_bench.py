@@ -1,4 +1,5 @@
 """The tracking benchmark: exact, seeded ground truth from held-out faces, CLEAR MOT scoring, a tiny real run."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -94,7 +95,17 @@ def test_tiny_benchmark_ours_tracks_and_the_peer_runs(data_dir, backend, morphab
 
     scenes = [s for s in standard_scenes(data_dir, "tiny") if s.name in ("moving-medium-0", "multi-640x480-0")]
     ours = OurTracker("ours", backend, PipelineOptions(assets_dir=str(assets_dir), compute_dense=False), morphable)
-    peer = PerFramePeer("peer", backend, PipelineOptions(running_mode=RunningMode.IMAGE, assets_dir=str(assets_dir), compute_dense=False, detector=DetectorOptions(model="blazeface")), morphable)
+    peer = PerFramePeer(
+        "peer",
+        backend,
+        PipelineOptions(
+            running_mode=RunningMode.IMAGE,
+            assets_dir=str(assets_dir),
+            compute_dense=False,
+            detector=DetectorOptions(model="blazeface"),
+        ),
+        morphable,
+    )
     try:
         results = run_benchmark([ours, peer], scenes)
     finally:

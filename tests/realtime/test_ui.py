@@ -5,6 +5,7 @@ PyOpenGL's platform is chosen once per process. With ``DISPLAY`` set (CI runs ``
 app uses it; without, the test starts the app under ``xvfb-run -a`` itself, and skips with the reason when
 neither is possible. Any Qt warning fails the test.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,7 +37,9 @@ def _display_prefix() -> list[str]:
 
 
 def _app_environment(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DRTN_GL_BACKEND", "QT_QPA_PLATFORM_PLUGIN_PATH")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DRTN_GL_BACKEND", "QT_QPA_PLATFORM_PLUGIN_PATH")
+    }
     runtime = tmp_path / "xdg-runtime"  # Qt warns when XDG_RUNTIME_DIR is missing or not private
     runtime.mkdir(mode=0o700, exist_ok=True)
     env.update(XDG_RUNTIME_DIR=str(runtime), QT_QPA_PLATFORM="xcb", PYTHONUNBUFFERED="1")
@@ -72,7 +75,9 @@ def test_app_tracks_the_bundled_clip_and_draws_the_mesh_on_the_face(tmp_path, sh
 
     clip = shared_dir / CLIP
     screenshot = tmp_path / "live.png"
-    done = _run_app([str(clip), "--backend", "teacher", "--screenshot", str(screenshot), "--frames", str(FRAMES)], tmp_path, assets_dir)
+    done = _run_app(
+        [str(clip), "--backend", "teacher", "--screenshot", str(screenshot), "--frames", str(FRAMES)], tmp_path, assets_dir
+    )
     assert done.returncode == 0, f"app failed ({done.returncode}):\n{done.stderr[-4000:]}"
     assert not _qt_warning_lines(done.stderr), "Qt warnings:\n" + "\n".join(_qt_warning_lines(done.stderr))
     view = json.loads(screenshot.with_suffix(".json").read_text())
@@ -97,14 +102,21 @@ def test_app_tracks_the_bundled_clip_and_draws_the_mesh_on_the_face(tmp_path, sh
     rx0, ry0, rx1, ry1 = face["roi_box_window"]
     margin = 0.15 * (rx1 - rx0)  # the forehead mesh reaches a little above the landmark-framed crop
     outside = changed.copy()
-    outside[max(0, int(ry0 - margin) - y) : int(ry1 + margin) - y, max(0, int(rx0 - margin) - x) : int(rx1 + margin) - x] = False
+    outside[max(0, int(ry0 - margin) - y) : int(ry1 + margin) - y, max(0, int(rx0 - margin) - x) : int(rx1 + margin) - x] = (
+        False
+    )
     assert outside.mean() < 0.01, f"{outside.mean():.1%} of the video outside the face changed: the overlay is misplaced"
 
 
 @pytest.mark.gui
 def test_app_reports_a_missing_video_clearly(tmp_path, assets_dir):
     missing = tmp_path / "no-such-clip.mp4"
-    done = _run_app([str(missing), "--backend", "teacher", "--screenshot", str(tmp_path / "x.png"), "--frames", "2"], tmp_path, assets_dir, timeout_s=200)
+    done = _run_app(
+        [str(missing), "--backend", "teacher", "--screenshot", str(tmp_path / "x.png"), "--frames", "2"],
+        tmp_path,
+        assets_dir,
+        timeout_s=200,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and str(missing) in last_line, done.stderr[-3000:]
@@ -114,7 +126,12 @@ def test_app_reports_a_missing_video_clearly(tmp_path, assets_dir):
 @pytest.mark.gui
 def test_app_refuses_an_old_opengl_clearly(tmp_path, shared_dir, assets_dir, monkeypatch):
     monkeypatch.setenv("MESA_GL_VERSION_OVERRIDE", "3.0")  # Mesa then offers at most OpenGL 3.0
-    done = _run_app([str(shared_dir / CLIP), "--backend", "teacher", "--screenshot", str(tmp_path / "x.png"), "--frames", "2"], tmp_path, assets_dir, timeout_s=200)
+    done = _run_app(
+        [str(shared_dir / CLIP), "--backend", "teacher", "--screenshot", str(tmp_path / "x.png"), "--frames", "2"],
+        tmp_path,
+        assets_dir,
+        timeout_s=200,
+    )
     if done.returncode == 0:
         pytest.skip("this OpenGL driver is not Mesa (it ignores MESA_GL_VERSION_OVERRIDE)")
     assert done.returncode == 2, done.stderr[-3000:]
@@ -145,10 +162,14 @@ def test_live_options_check_their_arguments():
     assert LiveOptions().should_loop and not LiveOptions(screenshot=Path("a.png")).should_loop
 
 
-def _benchmark_view(arguments: list[str], tmp_path: Path, assets_dir: Path, seconds: float = 3.0) -> tuple[dict, subprocess.CompletedProcess]:
+def _benchmark_view(
+    arguments: list[str], tmp_path: Path, assets_dir: Path, seconds: float = 3.0
+) -> tuple[dict, subprocess.CompletedProcess]:
     """Run the app in its real-time benchmark mode (``--seconds``) and return the screenshot's sidecar."""
     screenshot = tmp_path / "bench.png"
-    done = _run_app([*arguments, "--backend", "teacher", "--screenshot", str(screenshot), "--seconds", str(seconds)], tmp_path, assets_dir)
+    done = _run_app(
+        [*arguments, "--backend", "teacher", "--screenshot", str(screenshot), "--seconds", str(seconds)], tmp_path, assets_dir
+    )
     assert done.returncode == 0, f"app failed ({done.returncode}):\n{done.stderr[-4000:]}"
     assert not _qt_warning_lines(done.stderr), "Qt warnings:\n" + "\n".join(_qt_warning_lines(done.stderr))
     return json.loads(screenshot.with_suffix(".json").read_text()), done
@@ -186,7 +207,9 @@ def test_app_plays_in_real_time_drives_the_avatar_and_streams_vmc(tmp_path, shar
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        view, _ = _benchmark_view([str(shared_dir / CLIP), "--vmc", f"127.0.0.1:{server.server_address[1]}"], tmp_path, assets_dir, seconds=8.0)
+        view, _ = _benchmark_view(
+            [str(shared_dir / CLIP), "--vmc", f"127.0.0.1:{server.server_address[1]}"], tmp_path, assets_dir, seconds=8.0
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -207,7 +230,7 @@ def test_app_plays_in_real_time_drives_the_avatar_and_streams_vmc(tmp_path, shar
     assert sum(m[0] == "/VMC/Ext/Blend/Val" for m in received) == 52 * len(heads)
 
 
-_KEYS_SCRIPT = r'''
+_KEYS_SCRIPT = r"""
 import json, sys
 from realtime.ui.app import MainWindow, _clean_qt_environment
 from realtime.ui.options import LiveOptions
@@ -247,18 +270,27 @@ when(lambda: window.worker.frames_processed >= 3, record_start)
 QtCore.QTimer.singleShot(60000, lambda: (result.setdefault("timed_out", True), app.quit()))
 app.exec()
 print("RESULT " + json.dumps(result))
-'''
+"""
 
 
 @pytest.mark.gui
 @pytest.mark.parametrize("quit_key", ["escape", "ctrl+q"])
 def test_keys_record_pause_resume_and_quit(tmp_path, shared_dir, assets_dir, quit_key):
     recordings = tmp_path / "chosen folder"
-    command = [*_display_prefix(), sys.executable, "-c", _KEYS_SCRIPT, str(shared_dir / CLIP), str(assets_dir), quit_key, str(recordings)]
+    command = [
+        *_display_prefix(),
+        sys.executable,
+        "-c",
+        _KEYS_SCRIPT,
+        str(shared_dir / CLIP),
+        str(assets_dir),
+        quit_key,
+        str(recordings),
+    ]
     done = subprocess.run(command, cwd=REPO, env=_app_environment(tmp_path), capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     if not result.get("active"):
         pytest.skip("the window could not get the keyboard focus on this X server")
     assert (result["initial"], result["after_space"], result["after_second_space"]) == ("Pause", "Resume", "Pause")

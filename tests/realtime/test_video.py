@@ -1,4 +1,5 @@
 """Headless video processing (annotated mp4 + JSONL), interruption safety, the CLI and the bench smoke test."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,19 @@ def _count_frames(path):
 
 def _check_record(record):
     # schema 1's fields with presence and blendshapes, plus schema 2's version and source (realtime.records)
-    assert {"frame_index", "timestamp_ms", "track_id", "detection_score", "presence", "roi_box", "pose", "landmarks_2d", "landmarks_3d", "params", "blendshapes"} <= set(record)
+    assert {
+        "frame_index",
+        "timestamp_ms",
+        "track_id",
+        "detection_score",
+        "presence",
+        "roi_box",
+        "pose",
+        "landmarks_2d",
+        "landmarks_3d",
+        "params",
+        "blendshapes",
+    } <= set(record)
     assert record["schema_version"] == 2 and {"source", "source_width", "source_height", "source_fps"} <= set(record)
     assert 0.0 <= record["presence"] <= 1.0
     assert len(record["blendshapes"]) == 52 and all(0.0 <= value <= 1.0 for value in record["blendshapes"].values())
@@ -181,7 +194,15 @@ def test_pipeline_bench_smoke(backend, morphable, clip_path, assets_dir):
     from realtime.pipeline import PipelineOptions
 
     assert fit_frame(np.zeros((512, 512, 3), np.uint8)).shape == (480, 640, 3)
-    report = bench_pipeline(backend, clip_path, frames=4, warmup=2, renderer="cv", options=PipelineOptions(assets_dir=str(assets_dir)), morphable=morphable)
+    report = bench_pipeline(
+        backend,
+        clip_path,
+        frames=4,
+        warmup=2,
+        renderer="cv",
+        options=PipelineOptions(assets_dir=str(assets_dir)),
+        morphable=morphable,
+    )
     assert report.frames == 4 and report.faces_per_frame == 1.0 and report.end_to_end_fps > 0
     table = report.markdown()
     for stage in TABLE_STAGES:

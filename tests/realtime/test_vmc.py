@@ -1,4 +1,5 @@
 """VMC streaming: the packets arrive on loopback in the protocol's shape (python-osc server)."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """realtime.writer: fragmented H.264 MP4 through PyAV (crash-safe, browser-playable), OpenCV fallback."""
+
 from __future__ import annotations
 
 import logging

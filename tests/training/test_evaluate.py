@@ -1,4 +1,5 @@
 """Evaluation: AFLW2000-3D reader + report on a tiny folder made from the 300W-LP sample."""
+
 from __future__ import annotations
 
 import shutil
@@ -37,7 +38,9 @@ def test_aflw2000_report(aflw_folder, shared_dir, morphable, tmp_path):
 
     sample = read_mat_sample(shared_dir / "samples/300wlp/IBUG_image_008_1_0.mat")
     pose_image, shape = mat_image_frame_pose(sample, 450)
-    oracle_params = np.concatenate([pose_to_crop(pose_image, crop.image_to_crop_affine(eval_set.roi_boxes[0])).reshape(12), shape])
+    oracle_params = np.concatenate(
+        [pose_to_crop(pose_image, crop.image_to_crop_affine(eval_set.roi_boxes[0])).reshape(12), shape]
+    )
     oracle = ev.evaluate(eval_set, lambda crops: np.repeat(oracle_params[None], len(crops), 0), morphable, "oracle")
     assert oracle.nme2d.max() < 1e-6 and oracle.nme3d.max() < 1e-6
     report = ev.write_report([(eval_set, [oracle, mean_face])], tmp_path / "report")

@@ -1,5 +1,6 @@
 """Second data engine: the real large-pose held-out set, pitch + yaw profiling with exact labels, the
 robustness changes (eval and training), distillation targets that follow the crop, and the eval tables."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -113,7 +114,10 @@ def test_corpus_is_the_same_with_worker_processes(labels, morphable, sphere_corp
 # ------------------------------------------------------------------------------------ distillation targets
 def test_teacher_targets_follow_the_crop_exactly(sphere_corpus, morphable):
     real = np.flatnonzero(sphere_corpus.has_teacher)
-    assert len(real) == int(np.isin(sphere_corpus.kinds, ("real", "mirror")).sum()) and not sphere_corpus.has_teacher[sphere_corpus.kinds == "profile"].any()
+    assert (
+        len(real) == int(np.isin(sphere_corpus.kinds, ("real", "mirror")).sum())
+        and not sphere_corpus.has_teacher[sphere_corpus.kinds == "profile"].any()
+    )
     plain = make_batch(sphere_corpus, real, 0, 0, AugmentConfig(enabled=False))
     turned = make_batch(sphere_corpus, real, 5, 2, AugmentConfig(rotation_probability=1.0, large_rotation_probability=1.0))
     # the peer's landmarks move with the crop exactly as the image does: compare in canvas pixels
@@ -140,7 +144,9 @@ def test_distillation_adds_a_term_only_where_weighted(sphere_corpus, morphable, 
     args = (torch.from_numpy(batch.images), torch.from_numpy(batch.params), torch.from_numpy(batch.landmarks))
     with torch.no_grad():
         base = trainer.loss_terms(*args)
-        weighted = trainer.loss_terms(*args, torch.from_numpy(batch.teacher_params), torch.from_numpy(trainer.distill_rows[rows]))
+        weighted = trainer.loss_terms(
+            *args, torch.from_numpy(batch.teacher_params), torch.from_numpy(trainer.distill_rows[rows])
+        )
         none = trainer.loss_terms(*args, torch.from_numpy(batch.teacher_params), torch.zeros(4))
     assert "distill" in weighted and float(weighted["distill"]) > 0
     assert float(weighted["objective"]) == pytest.approx(float(base["objective"]) + 2.0 * float(weighted["distill"]), rel=1e-5)
@@ -169,15 +175,19 @@ def test_each_robustness_condition_changes_the_crop_where_it_should(shared_dir):
     assert np.array_equal(gray[..., 0], gray[..., 1])
     eyes = np.round(landmarks[36:48].mean(0)).astype(int)
     mouth = np.round(landmarks[48:68].mean(0)).astype(int)
-    assert (crops["occluder over eyes"][eyes[1], eyes[0]] == 40).all() and not (crops["occluder over eyes"][mouth[1], mouth[0]] == 40).all()
+    assert (crops["occluder over eyes"][eyes[1], eyes[0]] == 40).all() and not (
+        crops["occluder over eyes"][mouth[1], mouth[0]] == 40
+    ).all()
     assert (crops["occluder over mouth"][mouth[1], mouth[0]] == 40).all()
     nose = np.round(landmarks[30]).astype(int)
     assert np.array_equal(crops["background replaced"][nose[1], nose[0]], image[nose[1], nose[0]])  # the face stays
     assert not np.array_equal(crops["background replaced"][2, 2], image[2, 2])  # the corner is new
     cut = crops["cut at the forehead"]
     assert (cut[0] == 0).all() and np.array_equal(cut[nose[1]], image[nose[1]])  # top rows gone, face kept
-    assert np.array_equal(cr.corrupt_crops(image[None], landmarks[None], "motion blur 9 px", seed=4),
-                          cr.corrupt_crops(image[None], landmarks[None], "motion blur 9 px", seed=4))
+    assert np.array_equal(
+        cr.corrupt_crops(image[None], landmarks[None], "motion blur 9 px", seed=4),
+        cr.corrupt_crops(image[None], landmarks[None], "motion blur 9 px", seed=4),
+    )
     with pytest.raises(ValueError, match="unknown condition"):
         cr.corrupt_crops(image[None], landmarks[None], "fog")
 
@@ -185,8 +195,17 @@ def test_each_robustness_condition_changes_the_crop_where_it_should(shared_dir):
 def test_robustness_table_puts_every_method_on_the_same_changed_crops(shared_dir, morphable):
     image, landmarks = _face_crop(shared_dir)
     box = np.array([0.0, 0.0, 119.0, 119.0])
-    eval_set = ev.EvalSet("toy", image[None], box[None], crop.crop_to_image(np.vstack([landmarks.T, np.zeros((1, 68))]), box)[:2].T[None], None, np.zeros(1),
-                          np.zeros(1), None, np.array(["a.jpg"]))
+    eval_set = ev.EvalSet(
+        "toy",
+        image[None],
+        box[None],
+        crop.crop_to_image(np.vstack([landmarks.T, np.zeros((1, 68))]), box)[:2].T[None],
+        None,
+        np.zeros(1),
+        np.zeros(1),
+        None,
+        np.array(["a.jpg"]),
+    )
     seen = []
     method = lambda crops: seen.append(crops.copy()) or np.repeat(morphable.stats.mean[None], len(crops), 0)  # noqa: E731
     results = ev.robustness_results(eval_set, [("m", method)], morphable, ["clean", "grayscale"])
@@ -198,8 +217,16 @@ def test_robustness_table_puts_every_method_on_the_same_changed_crops(shared_dir
 
 
 def test_pitch_and_subset_tables():
-    eval_set = ev.EvalSet("toy", np.zeros((4, 120, 120, 3), np.uint8), np.zeros((4, 4)), np.zeros((4, 68, 2)), None,
-                          np.array([10.0, 40.0, 35.0, 5.0]), np.array([5.0, 20.0, 30.0, 50.0]), np.array(["x", "x", "y", "y"]))
+    eval_set = ev.EvalSet(
+        "toy",
+        np.zeros((4, 120, 120, 3), np.uint8),
+        np.zeros((4, 4)),
+        np.zeros((4, 68, 2)),
+        None,
+        np.array([10.0, 40.0, 35.0, 5.0]),
+        np.array([5.0, 20.0, 30.0, 50.0]),
+        np.array(["x", "x", "y", "y"]),
+    )
     result = ev.MethodResult("m", np.array([0.01, 0.02, 0.03, 0.05]), None)
     pitch = ev.format_pitch_table(eval_set, [result])
     assert "[0,15] (1)" in pitch and "[25,40] (1)" in pitch and ">40 (1)" in pitch
@@ -210,8 +237,17 @@ def test_pitch_and_subset_tables():
 
 def test_eval_set_cache_round_trip(tmp_path):
     made = []
-    eval_set = ev.EvalSet("val_pose", np.ones((2, 120, 120, 3), np.uint8), np.zeros((2, 4)), np.zeros((2, 68, 2)), None,
-                          np.array([31.0, 40.0]), np.array([3.0, 30.0]), np.array(["AFW", "HELEN test"]), np.array(["a", "b"]))
+    eval_set = ev.EvalSet(
+        "val_pose",
+        np.ones((2, 120, 120, 3), np.uint8),
+        np.zeros((2, 4)),
+        np.zeros((2, 68, 2)),
+        None,
+        np.array([31.0, 40.0]),
+        np.array([3.0, 30.0]),
+        np.array(["AFW", "HELEN test"]),
+        np.array(["a", "b"]),
+    )
     make = lambda: made.append(1) or eval_set  # noqa: E731
     first = ev.cached_eval_set(tmp_path, "k", make)
     again = ev.cached_eval_set(tmp_path, "k", make)
@@ -233,13 +269,19 @@ def test_pack_fits_the_limit_keeps_validation_and_exact_labels(sphere_corpus, tm
     assert full["dropped_train_rows"] == 0 and full["rows"] == int((splits == "train").sum()) + 2
     limit = int(full["bytes"] * 0.6)
     small = pack_corpus(corpus, tmp_path / "small.npz", max_bytes=limit)
-    assert small["bytes"] <= limit and small["dropped_train_rows"] > 0 and summary_of(tmp_path / "small.npz")["rows"] == small["rows"]
+    assert (
+        small["bytes"] <= limit
+        and small["dropped_train_rows"] > 0
+        and summary_of(tmp_path / "small.npz")["rows"] == small["rows"]
+    )
     back = unpack_corpus(tmp_path / "small.npz")
     assert (back.splits == "val_helen").sum() == 2 and (back.kinds[back.splits == "val_helen"] == "real").all()  # kept
     pack_corpus(corpus, tmp_path / "all.npz", val_split=None)
     whole = unpack_corpus(tmp_path / "all.npz")
     assert np.array_equal(whole.pose_canvas, corpus.pose_canvas) and np.array_equal(whole.landmarks, corpus.landmarks)
-    assert np.array_equal(whole.kinds, corpus.kinds) and np.allclose(whole.teacher_shapes, corpus.teacher_shapes, equal_nan=True)
+    assert np.array_equal(whole.kinds, corpus.kinds) and np.allclose(
+        whole.teacher_shapes, corpus.teacher_shapes, equal_nan=True
+    )
     assert np.abs(whole.canvases.astype(int) - corpus.canvases).mean() < 6  # JPEG q65
     with pytest.raises(FileNotFoundError, match="packed corpus not found"):
         unpack_corpus(tmp_path / "missing.npz")
@@ -254,14 +296,33 @@ def test_gpu_config_trains_two_steps_from_a_pack_on_cpu(sphere_corpus, assets_di
     from training.pack import pack_corpus
 
     repo = Path(__file__).resolve().parents[2]
-    corpus = dataclasses.replace(sphere_corpus, splits=np.where(np.arange(len(sphere_corpus)) < 2, "val_helen", sphere_corpus.splits))
+    corpus = dataclasses.replace(
+        sphere_corpus, splits=np.where(np.arange(len(sphere_corpus)) < 2, "val_helen", sphere_corpus.splits)
+    )
     pack_corpus(corpus, tmp_path / "pack.npz")
     config = json.loads((repo / "training/configs/gpu_wide.json").read_text())
     config.update(batch_size=4, warmup_steps=1)
     (tmp_path / "c.json").write_text(json.dumps(config))
     out = tmp_path / "run"
-    command = [sys.executable, str(repo / "main.py"), "--assets", str(assets_dir), "train", "--packed", str(tmp_path / "pack.npz"),
-               "--config", str(tmp_path / "c.json"), "--device", "cpu", "--loader-workers", "2", "--max-steps", "2", "--out", str(out)]
+    command = [
+        sys.executable,
+        str(repo / "main.py"),
+        "--assets",
+        str(assets_dir),
+        "train",
+        "--packed",
+        str(tmp_path / "pack.npz"),
+        "--config",
+        str(tmp_path / "c.json"),
+        "--device",
+        "cpu",
+        "--loader-workers",
+        "2",
+        "--max-steps",
+        "2",
+        "--out",
+        str(out),
+    ]
     subprocess.run(command, check=True, cwd=repo, capture_output=True, timeout=600)
     from drtn.model.io import read_checkpoint
 
@@ -273,8 +334,16 @@ def test_loader_processes_give_the_same_training(sphere_corpus, morphable, tmp_p
     """Batches made ahead in worker processes are the batches of the step: the same weights, so resume stays exact."""
     runs = []
     for workers in (0, 2):
-        config = TrainConfig(batch_size=4, epochs=1, warmup_steps=1, max_steps=3, threads=1, val_limit=2, loader_workers=workers,
-                             context_augmentation=True)
+        config = TrainConfig(
+            batch_size=4,
+            epochs=1,
+            warmup_steps=1,
+            max_steps=3,
+            threads=1,
+            val_limit=2,
+            loader_workers=workers,
+            context_augmentation=True,
+        )
         trainer = Trainer(config, sphere_corpus, morphable, tmp_path / f"w{workers}")
         trainer.train()
         runs.append(trainer.model.state_dict())

@@ -1,4 +1,5 @@
 """Source-weighted epochs, warm start, cosine schedule, and video frames pseudo-labelled by the peer."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 def _toy_corpus(sources: list[str]) -> Corpus:
     rng = np.random.default_rng(0)
     n = len(sources)
-    landmarks = np.tile(np.stack(np.meshgrid(np.linspace(50, 110, 17), np.linspace(50, 110, 4)), -1).reshape(-1, 2)[:68], (n, 1, 1))
+    landmarks = np.tile(
+        np.stack(np.meshgrid(np.linspace(50, 110, 17), np.linspace(50, 110, 4)), -1).reshape(-1, 2)[:68], (n, 1, 1)
+    )
     pose = np.tile(np.array([[1e-3, 0, 0, 80], [0, 1e-3, 0, 80], [0, 0, 1e-3, 0]], np.float32), (n, 1, 1))
     return Corpus(
         canvases=rng.integers(0, 255, (n, 160, 160, 3), dtype=np.uint8),
@@ -74,7 +77,9 @@ def test_warm_start_loads_the_weights(morphable, tmp_path):
     for p in source.parameters():
         torch.nn.init.normal_(p, 0, 0.01)
     path = save_checkpoint(tmp_path / "init.pt", source, {})
-    trainer = Trainer(TrainConfig(batch_size=2, threads=1, init_checkpoint=str(path)), _toy_corpus(["x"] * 4), morphable, tmp_path / "run")
+    trainer = Trainer(
+        TrainConfig(batch_size=2, threads=1, init_checkpoint=str(path)), _toy_corpus(["x"] * 4), morphable, tmp_path / "run"
+    )
     for (name, a), (_, b) in zip(source.state_dict().items(), trainer.model.state_dict().items()):
         assert torch.equal(a, b), name
 
@@ -94,10 +99,29 @@ def test_video_frames_get_exact_teacher_labels(shared_dir, assets_dir, morphable
     records_dir = tmp_path / "records"
     video = shared_dir / "samples/video/obama.mp4"
     subprocess.run(
-        [sys.executable, str(REPO / "main.py"), "--assets", str(assets_dir), "video", str(video), "-o", str(tmp_path / "obama.mp4"),
-         "--records", str(records_dir / "obama.jsonl"), "--backend", "teacher", "--no-smoothing", "--max-frames", "4",
-         "--renderer", "cv", "--no-progress"],
-        check=True, cwd=REPO, capture_output=True,
+        [
+            sys.executable,
+            str(REPO / "main.py"),
+            "--assets",
+            str(assets_dir),
+            "video",
+            str(video),
+            "-o",
+            str(tmp_path / "obama.mp4"),
+            "--records",
+            str(records_dir / "obama.jsonl"),
+            "--backend",
+            "teacher",
+            "--no-smoothing",
+            "--max-frames",
+            "4",
+            "--renderer",
+            "cv",
+            "--no-progress",
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
     )
     pairs = pair_videos(records_dir, [video.parent])
     assert pairs == [(video, records_dir / "obama.jsonl")]

@@ -1,4 +1,5 @@
 """Training side: readers, exact label bookkeeping through crops / profiling, the loop, resume, NaN guard."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,10 @@ from training.trainer import TrainConfig, Trainer, TrainingDiverged, learning_ra
 @pytest.fixture(scope="module")
 def tiny_labels(shared_dir, morphable):
     samples = load_pts_folder(shared_dir / "data/300w/helen_trainset", "helen", "train")[:6]
-    samples += [dataclasses.replace(s, split="val_helen") for s in load_pts_folder(shared_dir / "data/300w/helen_testset", "helen_test", "val_helen")[:2]]
+    samples += [
+        dataclasses.replace(s, split="val_helen")
+        for s in load_pts_folder(shared_dir / "data/300w/helen_testset", "helen_test", "val_helen")[:2]
+    ]
     return make_labels(samples, morphable, peer_predictor(shared_dir / "assets"), FitConfig(steps=300))
 
 
@@ -134,7 +138,9 @@ def test_train_config_rejects_unknown_keys():
 
 
 def _tiny_trainer(corpus, morphable, out, **overrides):
-    config = TrainConfig(batch_size=4, epochs=2, warmup_steps=2, checkpoint_every=2, log_every=1, val_limit=2, threads=1, **overrides)
+    config = TrainConfig(
+        batch_size=4, epochs=2, warmup_steps=2, checkpoint_every=2, log_every=1, val_limit=2, threads=1, **overrides
+    )
     return Trainer(config, corpus, morphable, out)
 
 
