@@ -18,29 +18,19 @@ import os
 import tempfile
 from pathlib import Path
 
-CACHE_ENV_VAR = "DRTN_CACHE_DIR"
+from drtn.assets import user_cache_root
+from export.contract import sha256_file  # noqa: F401 (one implementation; re-exported for the cache's users)
+
 HASH_RECORD_SUFFIX = ".sha256"
 
 LOGGER = logging.getLogger(__name__)
 
 
 def user_cache_dir(subfolder: str | None = None) -> Path:
-    """``$DRTN_CACHE_DIR`` or ``$XDG_CACHE_HOME/drtn`` (default ``~/.cache/drtn``), optionally a subfolder of it."""
-    root = os.environ.get(CACHE_ENV_VAR)
-    if root:
-        base = Path(root).expanduser()
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "drtn"
+    """``$DRTN_CACHE_DIR``, else the platform's cache folder + ``drtn`` (:func:`drtn.assets.user_cache_root`),
+    optionally a subfolder of it."""
+    base = user_cache_root()
     return base / subfolder if subfolder else base
-
-
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha256_bytes(data: bytes) -> str:
