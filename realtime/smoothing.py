@@ -96,12 +96,12 @@ class SmoothingOptions:
 
     The defaults won the tracking benchmark's moving faces (``main.py bench --tracking``; tuned on another
     seed's scenes, docs/realtime.md): rotation, the noisiest part, is smoothed hardest and opened least by
-    speed (beta 2); translation and scale follow the head closely.
+    speed (beta 3); translation and scale follow the head closely.
     """
 
     enabled: bool = True
-    rotation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=2.0, beta=2.0))
-    translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
+    rotation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=2.0, beta=3.0))
+    translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=20.0))
     scale: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     stretch: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     identity: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=0.3, beta=0.5))

@@ -58,9 +58,7 @@ class TrackerOptions:
             (speed in box sides per frame), predicted one frame ahead when ``box_predict``. A crop that does
             not jump with the landmarks' noise removes most of the output's jitter at its source (a still
             face in identical frames gets identical crops), and the prediction keeps a moving face centred.
-            ``box_gain=1, box_predict=False``: the crop box of the last landmarks (3DDFA_V2). ``box_gain_speed``
-            3 (was 10): a crop opened less by speed jitters less with the landmarks' noise on a moving face
-            (unsmoothed jitter on the benchmark's medium-speed faces 2.31 -> 1.87 % on the tuning seed).
+            ``box_gain=1, box_predict=False``: the crop box of the last landmarks (3DDFA_V2).
     """
 
     max_faces: int = 16
@@ -72,7 +70,7 @@ class TrackerOptions:
     min_visible_fraction: float = 0.4
     max_scale_change: float = 1.6
     box_gain: float = 0.5
-    box_gain_speed: float = 3.0
+    box_gain_speed: float = 10.0
     box_predict: bool = True
     min_presence: float = 0.5
     max_absent_frames: int = 2
