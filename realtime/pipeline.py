@@ -217,7 +217,12 @@ class FacePipeline:
                 self.options.assets_dir,
             )
         self.tracker = FaceTracker(self.options.tracker)
-        self.smoother = FaceSmoother(self.options.smoothing, self.morphable.stats, self.crop_size)
+        self.smoother = FaceSmoother(
+            self.options.smoothing,
+            self.morphable.stats,
+            self.crop_size,
+            pivot_model=self.morphable.sparse.mean.reshape(-1, 3).mean(axis=0),
+        )
         self.retargeter = None
         if self.options.compute_blendshapes:
             from realtime.blendshapes import BlendshapeRetargeter

@@ -5,7 +5,10 @@ jump even when the face is still. :class:`FaceSmoother` therefore filters the po
 crop<->image conversion is ``drtn.crop.pose_crop_to_image``), split into parts that filter well:
 
 - rotation as a unit quaternion (sign kept on the filter's hemisphere, renormalised after filtering),
-- translation (image position of the model origin) divided by the crop-box side at the start of the track,
+- translation: the image position of a pivot on the face (the mean face's landmark centroid, not the model
+  origin, which lies far behind the face: the network's rotation and origin-translation errors largely cancel
+  on the face, so filtering them apart about the origin added jitter), divided by the crop-box side at the
+  start of the track,
 - log of the image-space scale,
 - the small symmetric stretch that the network's ``s*R`` has beyond a scaled rotation (polar decomposition).
 
@@ -91,13 +94,14 @@ POSE_GROUPS = ("rotation", "translation", "scale", "stretch")
 class SmoothingOptions:
     """Per-group filter settings for :class:`FaceSmoother`; ``enabled=False`` passes parameters through.
 
-    The defaults won the tracking benchmark's moving faces (``main.py bench --tracking``): rotation, the
-    noisiest part, is smoothed hardest; translation and scale follow the head closely.
+    The defaults won the tracking benchmark's moving faces (``main.py bench --tracking``; tuned on another
+    seed's scenes, docs/realtime.md): rotation, the noisiest part, is smoothed hardest and opened least by
+    speed (beta 3); translation and scale follow the head closely.
     """
 
     enabled: bool = True
-    rotation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=2.0, beta=5.0))
-    translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
+    rotation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=2.0, beta=3.0))
+    translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=20.0))
     scale: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     stretch: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     identity: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=0.3, beta=0.5))
@@ -314,11 +318,21 @@ class FaceSmoother:
         options: filter settings; ``enabled=False`` makes :meth:`smooth` return its input.
         stats: parameter statistics; their std normalises identity and expression.
         crop_size: the crop size the parameters refer to.
+        pivot_model: (3,) model-space point whose image position is filtered as the translation (the centroid
+            of the mean face's 68 landmarks, ``morphable.sparse.mean.reshape(-1, 3).mean(axis=0)``); ``None``: the model
+            origin.
+            Rotation and translation noise of the network largely cancel on the face (a rotation error about
+            the origin, which lies far from the face, comes with the translation that puts the face back), so
+            filtering them apart about the origin breaks that cancellation; about the face's centroid they are
+            nearly independent.
     """
 
-    def __init__(self, options: SmoothingOptions, stats: ParamStats, crop_size: int = CROP_SIZE):
+    def __init__(
+        self, options: SmoothingOptions, stats: ParamStats, crop_size: int = CROP_SIZE, pivot_model: np.ndarray | None = None
+    ):
         self.options = options
         self.crop_size = crop_size
+        self._pivot = np.zeros(3) if pivot_model is None else np.asarray(pivot_model, dtype=np.float64).reshape(3)
         self._shape_std = np.asarray(stats.std, dtype=np.float64)
         self._tracks: dict[int, _TrackFilter] = {}
 
@@ -359,18 +373,21 @@ class FaceSmoother:
             quaternion = rotation_to_quaternion(pose.rotation)
             if state.pose.value is not None and float(quaternion @ state.pose.value[_ROTATION]) < 0:
                 quaternion = -quaternion  # q and -q are the same rotation: stay on the filter's hemisphere
+            pivot_px = pose.translation_px + _FLIP_Y @ (pose.scale_px * pose.rotation @ pose.stretch @ self._pivot)
             vector = np.concatenate(
-                [quaternion, pose.translation_px / state.reference_size_px, [math.log(pose.scale_px)], pose.stretch[_UPPER]]
+                [quaternion, pivot_px / state.reference_size_px, [math.log(pose.scale_px)], pose.stretch[_UPPER]]
             )
             vector = state.pose(vector, time_s, state.head_speed())
             stretch = np.zeros((3, 3))
             stretch[_UPPER] = vector[_STRETCH]
             stretch = stretch + np.triu(stretch, 1).T
+            scale_px, rotation = math.exp(float(vector[7])), quaternion_to_rotation(vector[_ROTATION])
             smoothed = ImagePose(
-                scale_px=math.exp(float(vector[7])),
-                rotation=quaternion_to_rotation(vector[_ROTATION]),
+                scale_px=scale_px,
+                rotation=rotation,
                 stretch=stretch,
-                translation_px=vector[_TRANSLATION] * state.reference_size_px,
+                translation_px=vector[_TRANSLATION] * state.reference_size_px
+                - _FLIP_Y @ (scale_px * rotation @ stretch @ self._pivot),
             )
             out[row, :12] = compose_pose(smoothed, box, self.crop_size).reshape(-1)
             for part, state_filter in ((ID_SLICE, state.identity), (EXP_SLICE, state.expression)):

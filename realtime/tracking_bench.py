@@ -13,7 +13,8 @@ Metrics (faces matched to ground truth by the IoU of their landmark boxes, Hunga
 
 - NME: mean landmark error over the face size ``sqrt(w * h)`` of the ground-truth landmark box, %.
 - jitter: mean norm of the landmarks' second difference over three consecutive matched frames / face size, %,
-  beside the ground truth's own on the same frames (its true acceleration).
+  beside the ground truth's own on the same frames (its true acceleration); and the jitter beyond the true
+  motion: the same of the landmarks' error (prediction - truth), which a smoother can remove without lag.
 - MOTA = 1 - (misses + false positives + id switches) / ground-truth faces (CLEAR MOT). A face counts when
   >= 50 % of its landmarks are in the frame and not covered by another face; a track on a face less visible
   than that is neither a hit nor a false positive.
@@ -74,6 +75,7 @@ class GroupStats:
     nme: list[float] = field(default_factory=list)
     jitter: list[float] = field(default_factory=list)
     truth_jitter: list[float] = field(default_factory=list)
+    error_jitter: list[float] = field(default_factory=list)
     presence: list[tuple[float, bool]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -130,6 +132,8 @@ class SceneScorer:
                 (_, p0, g0, _), (_, p1, g1, s1), (_, p2, g2, _) = history[-3:]
                 stats.jitter.append(float(np.linalg.norm(p2 - 2 * p1 + p0, axis=1).mean() / s1))
                 stats.truth_jitter.append(float(np.linalg.norm(g2 - 2 * g1 + g0, axis=1).mean() / s1))
+                error = (p2 - g2) - 2 * (p1 - g1) + (p0 - g0)
+                stats.error_jitter.append(float(np.linalg.norm(error, axis=1).mean() / s1))
             del history[:-3]
         stats.misses += sum(1 for row, c in enumerate(counted) if c and row not in hit_truths)
 
@@ -274,6 +278,15 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
                 + " | ".join(f"{_mean(stats[g].jitter):.2f}" for g in moving)
                 + f" | {ms:.1f} |"
             )
+        lines += [
+            "",
+            "Jitter beyond the true motion (second difference of the landmark error, prediction - truth), % of face size",
+            "",
+            "| pipeline | " + " | ".join(f"{s} jitter beyond truth" for s in speeds) + " |",
+            "|---|" + "---:|" * len(moving),
+        ]
+        for row in rows:
+            lines.append(f"| {row} | " + " | ".join(f"{_mean(results[row][g].error_jitter):.2f}" for g in moving) + " |")
         lines.append("")
     if multi:
         lines += [

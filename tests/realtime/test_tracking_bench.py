@@ -76,9 +76,25 @@ def test_scorer_counts_hits_phantoms_misses_and_id_switches():
     scorer.add(frames[3], [Prediction(8, frames[3].truths[0].landmarks)])  # id changes: a switch
     assert (stats.truths, stats.hits, stats.misses, stats.false_positives, stats.id_switches) == (8, 4, 4, 3, 1)
     assert stats.mota == pytest.approx(1 - (4 + 3 + 1) / 8)
-    assert max(stats.nme) == 0.0 and stats.jitter == [0.0] and stats.truth_jitter == [0.0]
+    assert max(stats.nme) == 0.0 and stats.jitter == [0.0] and stats.truth_jitter == [0.0] == stats.error_jitter
     table = markdown({"row": {"multi-640x480": stats}})
     assert "| row | 0.0 | 3 | 4/8 | 1 | 0.00 |" in table
+
+
+def test_jitter_beyond_the_truth_counts_only_the_error():
+    """A face accelerating, followed exactly then with a constant offset: jitter = the truth's, none beyond it;
+    noise on the prediction shows in both."""
+    frames = [SceneFrame(None, [_truth(0, np.array([10.0 + 2.0 * i * i, 10.0]))], i) for i in range(3)]
+    exact, noisy = GroupStats(), GroupStats()
+    rng = np.random.default_rng(0)
+    exact_scorer, noisy_scorer = SceneScorer(exact), SceneScorer(noisy)
+    for frame in frames:
+        exact_scorer.add(frame, [Prediction(1, frame.truths[0].landmarks + 3.0)])
+        noisy_scorer.add(frame, [Prediction(1, frame.truths[0].landmarks + rng.normal(0, 1.0, (68, 2)))])
+    assert exact.jitter == pytest.approx(exact.truth_jitter) and exact.jitter[0] == pytest.approx(0.04)
+    assert exact.error_jitter == pytest.approx([0.0], abs=1e-12)
+    assert noisy.error_jitter[0] > 0.01
+    assert "jitter beyond truth" in markdown({"row": {"moving-slow": noisy}})
 
 
 def test_roc_auc():
