@@ -188,9 +188,12 @@ class MorphableModel:
 
     @cached_property
     def dense_triangles(self) -> np.ndarray:
-        """(T, 3) int64 triangles of the dense 64x64 grid, two per quad, on-face quads only.
+        """(T, 3) int64 triangles of the dense 64x64 grid over on-face points, each inside one grid cell.
 
-        Winding is counter-clockwise seen from the front (+z) in model space.
+        Quads with all four corners on the face get two triangles (diagonal b-c); a quad with three gets the
+        triangle of those three, whichever diagonal that needs, so the mesh border runs along cell diagonals
+        (45-degree chamfers) instead of a staircase of missing half-quads -- the jagged forehead and temple edge
+        of issue 13. Winding is counter-clockwise seen from the front (+z) in model space.
         """
         n = DENSE_GRID
         i, j = np.meshgrid(np.arange(n - 1), np.arange(n - 1), indexing="ij")
@@ -199,9 +202,13 @@ class MorphableModel:
         c = a + 1  # (i, j+1): -y
         d = b + 1
         # quad corners a(x0,y0) b(x1,y0) c(x0,y1-) d(x1,y1-): CCW from +z is a, c, b then b, c, d
-        triangles = np.concatenate([np.stack([a, c, b], 1), np.stack([b, c, d], 1)])
-        keep = self.dense_on_face[triangles].all(axis=1)
-        return np.ascontiguousarray(triangles[keep])
+        on_face = self.dense_on_face
+        triangles = [np.stack([a, c, b], 1), np.stack([b, c, d], 1)]
+        keep = [on_face[t].all(axis=1) for t in triangles]
+        # three-corner quads missing b or c: their triangle is on the other diagonal (a-d), also CCW
+        triangles += [np.stack([a, c, d], 1), np.stack([a, d, b], 1)]
+        keep += [on_face[a] & on_face[c] & on_face[d] & ~on_face[b], on_face[a] & on_face[d] & on_face[b] & ~on_face[c]]
+        return np.ascontiguousarray(np.concatenate([t[k] for t, k in zip(triangles, keep, strict=True)]))
 
     # ---------------------------------------------------------------- display mesh
     @cached_property

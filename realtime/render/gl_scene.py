@@ -4,7 +4,7 @@
 semi-transparent meshes, 2D overlays) with a :mod:`camera <realtime.render.camera>` into whatever framebuffer
 is bound in the *current* context. Who owns the context is someone else's business: the headless
 :class:`~realtime.render.offscreen.OverlayRenderer` (EGL / OSMesa + a framebuffer object) and the Qt
-widgets of :mod:`realtime.ui` (``QOpenGLWidget``) both hold one of these.
+views of :mod:`realtime.ui` (``QOpenGLWindow``) both hold one of these.
 
 Buffers are created once and updated per frame with ``glBufferSubData`` (re-allocated only when a mesh
 grows); the triangle index buffer is re-uploaded only when the triangles change.

@@ -18,7 +18,13 @@ import numpy as np
 from PyQt6 import QtCore, QtGui, QtWidgets
 
 from realtime.render.faces import FaceDrawOptions
-from realtime.ui.gl_widgets import AvatarWidget, VideoOverlayWidget, default_surface_format
+from realtime.ui.gl_widgets import (
+    AvatarWidget,
+    VideoOverlayWidget,
+    default_surface_format,
+    gl_view_container,
+    grab_with_gl_views,
+)
 from realtime.ui.options import AVATAR_MESHES, LiveOptions, backend_availability, find_bundled_clip
 from realtime.ui.panels import BlendshapePanel
 from realtime.ui.worker import Packet, PipelineWorker, ViewSettings, describe_source
@@ -27,6 +33,7 @@ from realtime.vmc import parse_host_port
 LOGGER = logging.getLogger(__name__)
 QT_LOGGER = logging.getLogger("realtime.ui.qt")
 
+GL_START_TIMEOUT_S = 5.0  # longest wait for the GL views to initialise after the window shows
 PANEL_INTERVAL_S = 1.0 / 15.0  # blendshape bars: at most 15 repaints a second
 CAMERA_CHOICES = 4  # the Source menu offers cameras 0..3 (opened only when chosen: probing is slow)
 DEFAULT_VMC_ADDRESS = "127.0.0.1:39539"  # VSeeFace / VNyan / Warudo's default VMC receiver port
@@ -82,6 +89,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.video.gl_failed.connect(self._fail)
         self.avatar.gl_failed.connect(self._fail)
         self.video.painted.connect(self._on_painted)
+        self.video_host = gl_view_container(self.video)  # native GL windows in the layout (see gl_widgets)
+        self.avatar_host = gl_view_container(self.avatar)
 
         # The recorder renders on the worker thread into its own context on this surface (made here: GUI thread).
         self.recording_surface = QtGui.QOffscreenSurface()
@@ -109,7 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
         video_layout.setContentsMargins(0, 0, 0, 0)
         video_layout.setSpacing(0)
         video_layout.addWidget(self.message_label)
-        video_layout.addWidget(self.video, stretch=1)
+        video_layout.addWidget(self.video_host, stretch=1)
 
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         splitter.addWidget(video_column)
@@ -123,8 +132,8 @@ class MainWindow(QtWidgets.QMainWindow):
         # pause / resume instead of toggling the last clicked checkbox.
         for control in self.findChildren((QtWidgets.QAbstractButton, QtWidgets.QComboBox)):
             control.setFocusPolicy(QtCore.Qt.FocusPolicy.TabFocus)
-        self.video.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
-        self.video.setFocus()
+        self.video_host.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.video_host.setFocus()
         self.statusBar().showMessage("starting ...")
         self._apply_settings()
         # The pipeline (model files, backend, detector: ~2 s) loads while the window opens; frames start once
@@ -166,7 +175,7 @@ class MainWindow(QtWidgets.QMainWindow):
         panel = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(panel)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.avatar, stretch=1)
+        layout.addWidget(self.avatar_host, stretch=1)
 
         view_box = QtWidgets.QGroupBox("View")
         view_layout = QtWidgets.QGridLayout(view_box)
@@ -254,13 +263,18 @@ class MainWindow(QtWidgets.QMainWindow):
     def _start_worker(self) -> None:
         if self.fatal_error is not None:
             return
-        for view in (self.video, self.avatar):
-            if not view.isValid():  # Qt could not even create the context (initializeGL never ran)
-                self._fail(
-                    f"OpenGL could not start: no OpenGL 3.3 core context for the {type(view).__name__} (Qt's warnings above "
-                    "say why). Update the graphics driver, or install Mesa (apt-get install libgl1-mesa-dri libglx-mesa0)."
-                )
-                return
+        # The GL views are native windows: they initialise when first exposed, shortly after the window shows.
+        waiting = [view for view in (self.video, self.avatar) if not view.renderer.initialized]
+        if waiting and time.monotonic() - self.shown_at < GL_START_TIMEOUT_S:
+            QtCore.QTimer.singleShot(20, self._start_worker)
+            return
+        failed = [view for view in waiting if view.isExposed()]  # shown, yet initializeGL never ran: no context
+        if failed:  # (views never exposed, e.g. a minimised window, initialise when they are)
+            self._fail(
+                f"OpenGL could not start: no OpenGL 3.3 core context for the {type(failed[0]).__name__} (Qt's warnings "
+                "above say why). Update the graphics driver, or install Mesa (apt-get install libgl1-mesa-dri libglx-mesa0)."
+            )
+            return
         self.worker.set_gl_ready()
         if self.options.seconds is not None:
             QtCore.QTimer.singleShot(int(self.options.seconds * 500), self._mark_steady)  # 2nd half: past start-up
@@ -505,7 +519,7 @@ class MainWindow(QtWidgets.QMainWindow):
         packet = self.video.packet
         if packet is not None:
             self._update_stats(packet)
-        pixmap = self.grab()
+        pixmap = grab_with_gl_views(self, {self.video: self.video_host, self.avatar: self.avatar_host})
         if not pixmap.save(str(path), "PNG"):
             self._fail(f"could not save the screenshot to {path}")
             return
@@ -554,7 +568,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if packet is None:
             return info
         rect = self.video.image_rect()
-        origin = self.video.mapTo(self, QtCore.QPoint(0, 0))
+        origin = self.video_host.mapTo(self, QtCore.QPoint(0, 0))
         height, width = packet.frame.image_bgr.shape[:2]
         scale = rect.width() / width
         offset = np.array([origin.x() + rect.x(), origin.y() + rect.y()])

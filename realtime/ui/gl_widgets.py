@@ -1,8 +1,15 @@
 """The app's two OpenGL views: the video with the mesh overlay, and the avatar (orbit camera).
 
 The GL logic lives in :class:`SceneViewMixin` (and below it in :class:`~realtime.render.gl_scene.SceneRendererGL`,
-which the headless renderer shares); the widget classes only add Qt plumbing. ``paintGL`` draws the latest
+which the headless renderer shares); the view classes only add Qt plumbing. ``paintGL`` draws the latest
 packet it was handed, nothing more: the frames are decoded and processed on the worker thread.
+
+The views are native GL windows (``QOpenGLWindow``, placed in the widget layout with
+:func:`gl_view_container`), not ``QOpenGLWidget``: a ``QOpenGLWidget`` renders into a framebuffer object that Qt
+then composes, with the raster widgets' backing store, into the whole window on every update. On software
+OpenGL (llvmpipe under Xvfb) that composition cost ~10 of the ~36 CPU ms per frame; a native window draws
+straight into its own surface and swaps only its own rectangle. ``QWidget.grab()`` does not see native child
+windows: :func:`grab_with_gl_views` pastes their framebuffers into a window grab.
 """
 
 from __future__ import annotations
@@ -11,8 +18,8 @@ import logging
 import time
 
 import numpy as np
-from PyQt6 import QtCore, QtGui
-from PyQt6.QtOpenGLWidgets import QOpenGLWidget
+from PyQt6 import QtCore, QtGui, QtWidgets
+from PyQt6.QtOpenGL import QOpenGLWindow
 
 from realtime.render.camera import ImageCamera, OrbitCamera
 from realtime.render.faces import FaceDrawOptions, face_draws
@@ -35,10 +42,34 @@ def default_surface_format() -> QtGui.QSurfaceFormat:
     return surface_format
 
 
+def gl_view_container(view: QOpenGLWindow, parent: QtWidgets.QWidget | None = None) -> QtWidgets.QWidget:
+    """The widget that holds a GL view in a layout (its minimum size and tooltip, if it has them)."""
+    container = QtWidgets.QWidget.createWindowContainer(view, parent)
+    container.setMinimumSize(getattr(view, "minimum_size", QtCore.QSize(0, 0)))
+    if getattr(view, "tooltip", None):
+        container.setToolTip(view.tooltip)
+    return container
+
+
+def grab_with_gl_views(window: QtWidgets.QWidget, views: dict[QOpenGLWindow, QtWidgets.QWidget]) -> QtGui.QPixmap:
+    """``window.grab()`` with each native GL view's framebuffer pasted where its container is (``views``: view ->
+    container); ``grab()`` alone shows nothing there."""
+    pixmap = window.grab()
+    painter = QtGui.QPainter(pixmap)
+    for view, container in views.items():
+        if not container.isVisible() or not view.isExposed():
+            continue
+        image = view.grabFramebuffer()  # renders the view once more and reads it back
+        origin = container.mapTo(window, QtCore.QPoint(0, 0))
+        painter.drawImage(QtCore.QRect(origin, container.size()), image)
+    painter.end()
+    return pixmap
+
+
 class SceneViewMixin:
     """GL logic shared by the app's views: initialise (with the version check), draw a scene, report errors.
 
-    The host class must be a ``QOpenGLWidget`` defining ``gl_failed = pyqtSignal(str)``.
+    The host class must be a ``QOpenGLWindow`` defining ``gl_failed = pyqtSignal(str)``.
     """
 
     def _init_scene_view(self) -> None:
@@ -65,7 +96,7 @@ class SceneViewMixin:
         self, content_width: int | None = None, content_height: int | None = None
     ) -> tuple[int, int, int, int]:
         """GL viewport (device pixels, y from the bottom) of the largest rect with the content's aspect."""
-        ratio = self.devicePixelRatioF()
+        ratio = self.devicePixelRatio()
         width, height = int(round(self.width() * ratio)), int(round(self.height() * ratio))
         if not content_width or not content_height:
             return 0, 0, width, height
@@ -76,7 +107,7 @@ class SceneViewMixin:
     def content_rect(self, content_width: int, content_height: int) -> QtCore.QRectF:
         """Where content of that size is shown, in widget (logical) pixels, y down."""
         x, y, w, h = self._device_viewport(content_width, content_height)
-        ratio = self.devicePixelRatioF()
+        ratio = self.devicePixelRatio()
         full_height = self.height() * ratio
         return QtCore.QRectF(x / ratio, (full_height - y - h) / ratio, w / ratio, h / ratio)
 
@@ -84,7 +115,7 @@ class SceneViewMixin:
         from OpenGL import GL
 
         GL.glViewport(
-            0, 0, int(round(self.width() * self.devicePixelRatioF())), int(round(self.height() * self.devicePixelRatioF()))
+            0, 0, int(round(self.width() * self.devicePixelRatio())), int(round(self.height() * self.devicePixelRatio()))
         )
         GL.glClearColor(*BACKGROUND_RGBA)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
@@ -96,7 +127,7 @@ class SceneViewMixin:
             self.doneCurrent()
 
 
-class VideoOverlayWidget(SceneViewMixin, QOpenGLWidget):
+class VideoOverlayWidget(SceneViewMixin, QOpenGLWindow):
     """The video frame, letterboxed, with each face's dense mesh, landmarks and pose axes drawn over it.
 
     Signals:
@@ -112,7 +143,7 @@ class VideoOverlayWidget(SceneViewMixin, QOpenGLWidget):
         self._init_scene_view()
         self.packet = None
         self.draw_options = FaceDrawOptions()
-        self.setMinimumSize(320, 240)
+        self.minimum_size = QtCore.QSize(320, 240)  # given to its container
 
     def set_packet(self, packet) -> None:
         """Keep only the newest packet and schedule a repaint (coalesced by Qt)."""
@@ -153,7 +184,7 @@ class VideoOverlayWidget(SceneViewMixin, QOpenGLWidget):
         return self.content_rect(width, height)
 
 
-class AvatarWidget(SceneViewMixin, QOpenGLWidget):
+class AvatarWidget(SceneViewMixin, QOpenGLWindow):
     """The reconstructed face in a neutral frame, lit, seen by an orbit camera.
 
     Drag to orbit, wheel to zoom, double-click to reset.
@@ -167,8 +198,8 @@ class AvatarWidget(SceneViewMixin, QOpenGLWidget):
         self.camera = OrbitCamera(distance=AVATAR_DISTANCE)
         self.mesh: MeshDraw | None = None
         self._drag_origin: QtCore.QPointF | None = None
-        self.setMinimumSize(200, 160)
-        self.setToolTip("drag: orbit, wheel: zoom, double-click: reset")
+        self.minimum_size = QtCore.QSize(200, 160)
+        self.tooltip = "drag: orbit, wheel: zoom, double-click: reset"
 
     def set_mesh(self, mesh: MeshDraw | tuple[np.ndarray, np.ndarray] | None) -> None:
         """The mesh to show: a :class:`MeshDraw` (ideally with normals), ``(vertices, triangles)``, or None."""

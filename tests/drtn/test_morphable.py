@@ -160,6 +160,19 @@ def test_dense_triangles(morphable):
     assert area[normals[:, 2] > 0].sum() > 0.95 * area.sum()
 
 
+def test_dense_triangles_border_has_no_staircase(morphable):
+    # every grid cell with >= 3 on-face corners is covered: full cells by two triangles, three-corner cells by the
+    # triangle of those corners (the border runs along cell diagonals, issue 13's jagged forehead edge)
+    on_face = morphable.dense_on_face.reshape(64, 64)
+    corners = on_face[:-1, :-1].astype(int) + on_face[1:, :-1] + on_face[:-1, 1:] + on_face[1:, 1:]
+    i, j = np.divmod(morphable.dense_triangles, 64)
+    cells = (i.min(axis=1), j.min(axis=1))  # the cell (i, j) each triangle lies in
+    per_cell = np.zeros((63, 63), int)
+    np.add.at(per_cell, cells, 1)
+    assert (corners == 3).sum() > 0
+    np.testing.assert_array_equal(per_cell, np.select([corners == 4, corners == 3], [2, 1], 0))
+
+
 # ---------------------------------------------------------------------------- display mesh
 def test_display_mesh(morphable):
     assert morphable.display_mean.shape == (38365, 3)
