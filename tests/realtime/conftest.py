@@ -118,3 +118,23 @@ def make_pipeline(backend, morphable, assets_dir):
     yield make
     for pipeline in made:
         pipeline.close()
+
+
+@pytest.fixture(scope="module")
+def renderer_factory():
+    """Build OverlayRenderers; skip the GL tests with the reason when this machine has no headless OpenGL."""
+    from realtime.render import HeadlessGLError, OverlayRenderer
+
+    created = []
+
+    def make(width: int, height: int):
+        try:
+            renderer = OverlayRenderer(width, height)
+        except HeadlessGLError as error:
+            pytest.skip(f"no headless OpenGL here: {error}")
+        created.append(renderer)
+        return renderer
+
+    yield make
+    for renderer in created:
+        renderer.close()

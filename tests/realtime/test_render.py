@@ -107,26 +107,6 @@ def test_face_draws_follow_the_options():
 
 
 # ------------------------------------------------------------------------------------------------ GL
-@pytest.fixture(scope="module")
-def renderer_factory():
-    """Build OverlayRenderers; skip the GL tests with the reason when this machine has no headless OpenGL."""
-    from realtime.render import HeadlessGLError, OverlayRenderer
-
-    created = []
-
-    def make(width: int, height: int):
-        try:
-            renderer = OverlayRenderer(width, height)
-        except HeadlessGLError as error:
-            pytest.skip(f"no headless OpenGL here: {error}")
-        created.append(renderer)
-        return renderer
-
-    yield make
-    for renderer in created:
-        renderer.close()
-
-
 @pytest.mark.gui
 def test_triangle_lands_on_the_right_pixels(renderer_factory):
     renderer = renderer_factory(64, 48)

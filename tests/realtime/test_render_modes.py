@@ -11,26 +11,6 @@ from realtime.render import ImageCamera, MeshDraw
 from realtime.render_modes import MapDrawer, depth_colors, load_ncc_code, parse_render_modes
 
 
-@pytest.fixture(scope="module")
-def renderer_factory():
-    """Build OverlayRenderers; skip the GL tests with the reason when this machine has no headless OpenGL."""
-    from realtime.render import HeadlessGLError, OverlayRenderer
-
-    created = []
-
-    def make(width: int, height: int):
-        try:
-            renderer = OverlayRenderer(width, height)
-        except HeadlessGLError as error:
-            pytest.skip(f"no headless OpenGL here: {error}")
-        created.append(renderer)
-        return renderer
-
-    yield make
-    for renderer in created:
-        renderer.close()
-
-
 def test_depth_colours_brighten_towards_the_camera():
     colors = depth_colors(np.array([[0, 0, -5.0], [0, 0, 5.0], [0, 0, 0.0]]))
     np.testing.assert_allclose(colors[:, 0], [0.0, 1.0, 0.5])
