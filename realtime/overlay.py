@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -148,27 +148,50 @@ class GlOverlay:
         # GL draws the mesh only: OpenCV's dots and lines on top look the same and cost ~10x less on llvmpipe
         self._draw_options = render.FaceDrawOptions(show_mesh=self.options.mesh, show_landmarks=False, show_axes=False)
         self._triangles = np.ascontiguousarray(triangles, dtype=np.int32)
-        self._size = (0, 0)
-        self._renderer = None
-        self._ensure(width, height)
-
-    def _ensure(self, width: int, height: int) -> None:
-        if (width, height) == self._size:
-            return
-        self.close()
-        try:
-            self._renderer = self._render.OverlayRenderer(width, height)
-        except Exception as error:  # no EGL / OSMesa / GL 3.3 context: say so, and how to do without
-            raise RuntimeError(f"cannot start the OpenGL renderer at {width}x{height} ({error}); use --renderer cv") from error
-        self._size = (width, height)
+        # no EGL / OSMesa / GL 3.3 context: say so, and how to do without
+        self._renderer = SizedGlRenderer(
+            lambda width, height, error: f"cannot start the OpenGL renderer at {width}x{height} ({error}); use --renderer cv"
+        )
+        self._renderer.at(width, height)
 
     def draw(self, image_bgr: np.ndarray, faces: Sequence) -> np.ndarray:
         height, width = image_bgr.shape[:2]
-        self._ensure(width, height)
+        renderer = self._renderer.at(width, height)
         faces = [face for face in faces if len(face.vertices_image)]
         meshes, overlays = self._render.face_draws(faces, self._triangles, self._draw_options)
-        out = self._renderer.render(image_bgr, meshes, overlays)  # a new array
+        out = renderer.render(image_bgr, meshes, overlays)  # a new array
         return draw_annotations(out, faces, self.options)
+
+    def close(self) -> None:
+        self._renderer.close()
+
+
+class SizedGlRenderer:
+    """One :class:`realtime.render.OverlayRenderer`, made for a frame size and made again when the size changes
+    (the GL overlay and the depth / PNCC drawers of :mod:`realtime.render_modes` share it).
+
+    Args:
+        error_message: ``(width, height, error) -> str``, the message of the ``RuntimeError`` raised when no
+            OpenGL context can be made (no EGL / OSMesa / GL 3.3).
+    """
+
+    def __init__(self, error_message: Callable[[int, int, Exception], str]):
+        self._error_message = error_message
+        self._renderer = None
+        self._size = (0, 0)
+
+    def at(self, width: int, height: int):
+        """The renderer for ``width`` x ``height`` pixels (the previous one is closed when the size changed)."""
+        if (width, height) != self._size:
+            self.close()
+            try:
+                from realtime import render
+
+                self._renderer = render.OverlayRenderer(width, height)
+            except Exception as error:
+                raise RuntimeError(self._error_message(width, height, error)) from error
+            self._size = (width, height)
+        return self._renderer
 
     def close(self) -> None:
         renderer, self._renderer = self._renderer, None

@@ -20,6 +20,7 @@ import numpy as np
 
 from drtn.assets import Assets, find_assets
 from realtime.meshio import face_mesh
+from realtime.overlay import SizedGlRenderer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -68,23 +69,10 @@ class MapDrawer:
         self.crop_size = int(crop_size)
         self._ncc = load_ncc_code(assets) if mode == "pncc" else None
         self._triangles = np.ascontiguousarray(morphable.display_triangles, dtype=np.int32)
-        self._renderer = None
-        self._size = (0, 0)
-        self._ensure(width, height)
-
-    def _ensure(self, width: int, height: int) -> None:
-        if (width, height) == self._size:
-            return
-        self.close()
-        try:
-            from realtime import render
-
-            self._renderer = render.OverlayRenderer(width, height)
-        except Exception as error:  # no EGL / OSMesa / GL 3.3
-            raise RuntimeError(
-                f"--render {self.name} needs OpenGL, which cannot start at {width}x{height} ({error})"
-            ) from error
-        self._size = (width, height)
+        self._renderer = SizedGlRenderer(
+            lambda width, height, error: f"--render {mode} needs OpenGL, which cannot start at {width}x{height} ({error})"
+        )
+        self._renderer.at(width, height)
 
     def meshes(self, faces: Sequence, width: int, height: int) -> list:
         """The :class:`~realtime.render.MeshDraw` of each face (unlit, vertex-coloured, opaque)."""
@@ -102,16 +90,13 @@ class MapDrawer:
     def draw(self, image_bgr: np.ndarray, faces: Sequence) -> np.ndarray:
         """(H, W, 3) uint8 BGR map of ``faces`` (``FaceResult``) at the size of ``image_bgr`` (its pixels unused)."""
         height, width = image_bgr.shape[:2]
-        self._ensure(width, height)
+        renderer = self._renderer.at(width, height)
         black = np.zeros((height, width, 3), dtype=np.uint8)
         # the overlay path: only the faces' box is drawn (one opaque depth-tested pass) and read back
-        return self._renderer.render(black, self.meshes(faces, width, height))
+        return renderer.render(black, self.meshes(faces, width, height))
 
     def close(self) -> None:
-        renderer, self._renderer = self._renderer, None
-        self._size = (0, 0)
-        if renderer is not None:
-            renderer.close()
+        self._renderer.close()
 
 
 def create_drawer(mode: str, pipeline, width: int, height: int, renderer: str = "gl", assets: Assets | str | None = None):
