@@ -21,7 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from drtn.crop import CROP_SIZE, crop_to_image_affine
-from drtn.params import NUM_PARAMS, FaceParams, decompose_pose, rotation_to_euler
+from drtn.params import (
+    NUM_PARAMS,
+    FaceParams,
+    decompose_pose,
+    quaternion_to_rotation,  # noqa: F401 (re-exported with the typed results)
+    rotation_to_euler,
+)
+from drtn.params import rotation_to_quaternion as rotation_to_quaternion_wxyz
 
 
 @dataclass(frozen=True)
@@ -72,42 +79,6 @@ def model_frame_to_image_matrix(roi_box: np.ndarray, crop_size: int = CROP_SIZE)
             [0.0, -sy, 0.0, affine[1, 2] + sy * crop_size],
             [0.0, 0.0, sz, -sz],
             [0.0, 0.0, 0.0, 1.0],
-        ]
-    )
-
-
-def rotation_to_quaternion_wxyz(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation -> (4,) unit quaternion ``(w, x, y, z)`` with ``w >= 0`` (Shepperd's method)."""
-    r = np.asarray(rotation, dtype=np.float64)
-    if r.shape != (3, 3):
-        raise ValueError(f"rotation_to_quaternion_wxyz: expected a (3, 3) matrix, got shape {r.shape}")
-    trace = np.trace(r)
-    candidates = np.array([trace, r[0, 0], r[1, 1], r[2, 2]])
-    k = int(np.argmax(candidates))
-    if k == 0:
-        w = np.sqrt(1.0 + trace) / 2
-        q = np.array([w, (r[2, 1] - r[1, 2]) / (4 * w), (r[0, 2] - r[2, 0]) / (4 * w), (r[1, 0] - r[0, 1]) / (4 * w)])
-    else:
-        i = k - 1
-        j, m = (i + 1) % 3, (i + 2) % 3
-        s = np.sqrt(1.0 + r[i, i] - r[j, j] - r[m, m]) * 2  # s = 4 * q_i
-        q = np.empty(4)
-        q[0] = (r[m, j] - r[j, m]) / s
-        q[1 + i] = s / 4
-        q[1 + j] = (r[j, i] + r[i, j]) / s
-        q[1 + m] = (r[m, i] + r[i, m]) / s
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
-
-
-def quaternion_to_rotation(quaternion_wxyz: np.ndarray) -> np.ndarray:
-    """(4,) ``(w, x, y, z)`` -> (3, 3) rotation (the quaternion is normalised first)."""
-    w, x, y, z = np.asarray(quaternion_wxyz, dtype=np.float64) / np.linalg.norm(quaternion_wxyz)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
         ]
     )
 

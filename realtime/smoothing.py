@@ -34,7 +34,7 @@ import numpy as np
 
 from drtn.configs import check_known_keys
 from drtn.crop import CROP_SIZE, image_to_crop_affine, pose_crop_to_image, pose_image_to_crop
-from drtn.params import EXP_SLICE, ID_SLICE, NUM_PARAMS, ParamStats
+from drtn.params import EXP_SLICE, ID_SLICE, NUM_PARAMS, ParamStats, quaternion_to_rotation, rotation_to_quaternion
 
 
 @dataclass(frozen=True)
@@ -253,38 +253,6 @@ def compose_pose(image_pose: ImagePose, roi_box: np.ndarray, crop_size: int = CR
     linear = _FLIP_Y @ (image_pose.scale_px * image_pose.rotation @ image_pose.stretch)
     pose_image = np.concatenate([linear, np.asarray(image_pose.translation_px, dtype=np.float64).reshape(3, 1)], axis=1)
     return pose_image_to_crop(pose_image, image_to_crop_affine(roi_box, crop_size), crop_size)
-
-
-def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation -> (4,) unit quaternion ``(w, x, y, z)`` (Shepperd's method, stable for all angles)."""
-    r = np.asarray(rotation, dtype=np.float64)
-    trace = r[0, 0] + r[1, 1] + r[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s]
-    elif r[0, 0] > r[1, 1] and r[0, 0] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-        q = [(r[2, 1] - r[1, 2]) / s, 0.25 * s, (r[0, 1] + r[1, 0]) / s, (r[0, 2] + r[2, 0]) / s]
-    elif r[1, 1] > r[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-        q = [(r[0, 2] - r[2, 0]) / s, (r[0, 1] + r[1, 0]) / s, 0.25 * s, (r[1, 2] + r[2, 1]) / s]
-    else:
-        s = 2.0 * math.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-        q = [(r[1, 0] - r[0, 1]) / s, (r[0, 2] + r[2, 0]) / s, (r[1, 2] + r[2, 1]) / s, 0.25 * s]
-    q = np.asarray(q)
-    return q / np.linalg.norm(q)
-
-
-def quaternion_to_rotation(quaternion: np.ndarray) -> np.ndarray:
-    """(4,) quaternion ``(w, x, y, z)`` (normalised here) -> (3, 3) rotation."""
-    w, x, y, z = np.asarray(quaternion, dtype=np.float64) / np.linalg.norm(quaternion)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 _UPPER = np.triu_indices(3)

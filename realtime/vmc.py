@@ -21,11 +21,11 @@ it logs the first error once.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 
 from drtn.params import NUM_POSE, decompose_pose
+from drtn.params import rotation_to_quaternion as quaternion_wxyz
 
 LOGGER = logging.getLogger(__name__)
 
@@ -46,23 +46,8 @@ def parse_host_port(text: str) -> tuple[str, int]:
 
 
 def rotation_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation -> (4,) unit quaternion ``(x, y, z, w)`` with ``w >= 0`` (Shepperd's method)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = np.trace(m)
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s]
-    else:
-        i = int(np.argmax(np.diag(m)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + m[i, i] - m[j, j] - m[k, k], 1e-12))
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i] = 0.25 * s
-        q[j] = (m[j, i] + m[i, j]) / s
-        q[k] = (m[k, i] + m[i, k]) / s
-    q = np.asarray(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
+    """(3, 3) rotation -> (4,) unit quaternion in VMC's ``(x, y, z, w)`` order, ``w >= 0``."""
+    return np.roll(quaternion_wxyz(rotation), -1)
 
 
 def head_pose_unity(params: np.ndarray, roi_box: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
