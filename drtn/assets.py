@@ -329,7 +329,7 @@ class FileStatus:
         return self.state == "ok"
 
 
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
+def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     import hashlib
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drtn.assets import file_sha256 as sha256_file  # noqa: F401 (the one implementation; export's name for it)
 from drtn.params import NUM_PARAMS
 
 LOGGER = logging.getLogger(__name__)
@@ -198,14 +199,3 @@ def bundled_onnx_path() -> Path:
     """``drtn/weights/drtn_rt.onnx``: the export of the bundled checkpoint, regenerated with
     ``main.py export -o drtn/weights/drtn_rt.onnx`` whenever ``drtn_rt.pt`` changes."""
     return weights_dir() / BUNDLED_ONNX_NAME
-
-
-def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
