@@ -67,6 +67,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--video-every", type=int, default=3, help="keep every N-th frame of the videos")
     train.add_argument("--config", default=None, help="JSON file of TrainConfig fields (unknown keys are rejected)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if present")
+    train.add_argument(
+        "--resume-from",
+        default=None,
+        metavar="CKPT",
+        help="continue the run of this training checkpoint (e.g. the committed training/checkpoints/*.pt of a run "
+        "that spans sessions) with the same --config; its checkpoints then go to OUT/last.pt",
+    )
     train.add_argument("--threads", type=int, default=None)
     train.add_argument(
         "--pack",
@@ -292,6 +299,8 @@ def run_train(args) -> int:
         trainer.resume(trainer.checkpoint_path())
     elif trainer.checkpoint_path().is_file():
         raise ValueError(f"{trainer.checkpoint_path()} exists: pass --resume to continue it or choose another --out")
+    elif args.resume_from:
+        trainer.resume(Path(args.resume_from))
     (out / "train_config.json").write_text(json.dumps(values, indent=1))
     path = trainer.train()
     plot_metrics(out / "metrics.jsonl", out / "curves.png")

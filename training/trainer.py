@@ -74,6 +74,9 @@ class TrainConfig:
     # each epoch visits a corpus row this many times per its source (Corpus.sources); unnamed sources: 1.
     # e.g. {"300w": 3, "infanface": 4} rebalances a corpus that YouTube Faces frames dominate
     source_repeats: dict[str, int] = field(default_factory=dict)
+    # and multiplied by this per kind (Corpus.kinds: real / mirror / profile / video); unnamed kinds: 1.
+    # e.g. {"real": 2, "mirror": 2} keeps real photos from being outnumbered by the face profiles made from them
+    kind_repeats: dict[str, int] = field(default_factory=dict)
     init_checkpoint: str = ""  # warm start: model weights from this checkpoint at step 0 (not its optimiser)
     # distillation: MSE of normalised params to the peer's prediction on the same crop, x this weight, on real
     # faces (and mirrors) turned beyond distill_min_yaw degrees, where the fitted labels are weakest (jaw contour)
@@ -92,9 +95,13 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.source_repeats: expected an object of source -> repeats, got {self.source_repeats!r}"
             )
-        for source, repeats in self.source_repeats.items():
-            if not isinstance(repeats, int) or repeats < 0:
-                raise ValueError(f"TrainConfig.source_repeats[{source!r}]: expected an integer >= 0, got {repeats!r}")
+        for name in ("source_repeats", "kind_repeats"):
+            table = getattr(self, name)
+            if not isinstance(table, dict):
+                raise ValueError(f"TrainConfig.{name}: expected an object of name -> repeats, got {table!r}")
+            for key, repeats in table.items():
+                if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 0:
+                    raise ValueError(f"TrainConfig.{name}[{key!r}]: expected an integer >= 0, got {repeats!r}")
 
     @staticmethod
     def from_dict(values: dict) -> "TrainConfig":
@@ -153,7 +160,13 @@ class Trainer:
         else:
             raise ValueError(f"TrainConfig.optimizer: expected 'sgd' or 'adamw', got {self.config.optimizer!r}")
         rows = np.flatnonzero(np.isin(self.corpus.splits, self.config.train_splits))
-        repeats = np.array([self.config.source_repeats.get(str(s), 1) for s in self.corpus.sources[rows]], dtype=np.int64)
+        repeats = np.array(
+            [
+                self.config.source_repeats.get(str(s), 1) * self.config.kind_repeats.get(str(k), 1)
+                for s, k in zip(self.corpus.sources[rows], self.corpus.kinds[rows])
+            ],
+            dtype=np.int64,
+        )
         # one epoch = every row `repeats` times; a visit is keyed by (row, copy) so copies get their own augmentation
         self.train_indices = np.repeat(rows, repeats)
         self.train_copies = np.concatenate([np.arange(r) for r in repeats]) if len(rows) else np.zeros(0, np.int64)
@@ -172,6 +185,7 @@ class Trainer:
         )
         self.step = 0
         self.history: list[float] = []
+        self.corpus_fingerprint = self.corpus.fingerprint()
         if self.config.init_checkpoint:
             state = read_checkpoint(self.config.init_checkpoint, map_location=self.device)
             load_state_dict_strict(self.model, state["state_dict"], self.config.init_checkpoint)
@@ -190,16 +204,39 @@ class Trainer:
                 "step": self.step,
                 "train_config": json.dumps(_config_dict(self.config)),
                 "history": json.dumps(self.history[-200:]),
+                "corpus_fingerprint": self.corpus_fingerprint,
             },
         )
 
     def resume(self, path: Path) -> None:
+        """Continue a run from its checkpoint (model, optimiser, step). The run's config must be the checkpoint's
+        (a different schedule or batch would silently make another run); a different corpus build is allowed but
+        said, since the batches then differ from the ones the run would have seen."""
         state = read_checkpoint(path, map_location=self.device)
+        if "optimizer" not in state or "step" not in state:
+            raise ValueError(f"{path}: not a training checkpoint (no optimiser state / step): packaged weights?")
+        saved = json.loads(state.get("train_config", "{}"))
+        mine = _config_dict(self.config)
+        ignored = {"device", "loader_workers", "threads", "time_budget_s", "max_steps", "checkpoint_every", "log_every"}
+        differ = sorted(k for k in saved if k not in ignored and k in mine and saved[k] != mine[k])
+        if differ:
+            raise ValueError(
+                f"{path}: trained with another config ({', '.join(f'{k}={saved[k]!r}' for k in differ)}): "
+                "resume it with the config it was trained with"
+            )
         load_state_dict_strict(self.model, state["state_dict"], str(path))
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.history = json.loads(state.get("history", "[]"))
-        LOGGER.info("resumed %s at step %d", path, self.step)
+        recorded = state.get("corpus_fingerprint")
+        if recorded and recorded != self.corpus_fingerprint:
+            LOGGER.warning(
+                "%s was trained on corpus %s, this corpus is %s: the run continues, but not bit-exactly",
+                path,
+                recorded,
+                self.corpus_fingerprint,
+            )
+        LOGGER.info("resumed %s at step %d of %d", path, self.step, self.total_steps)
 
     # ------------------------------------------------------------------ training
     def batch_indices(self, step: int) -> tuple[int, np.ndarray, np.ndarray]:

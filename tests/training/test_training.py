@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -184,3 +185,38 @@ def test_large_in_plane_rotations_keep_labels_exact(tiny_corpus, morphable):
     roll = np.degrees(np.arctan2(eyes[:, 1], eyes[:, 0]))
     assert np.abs(roll).max() > 90  # some faces turned upside down, not only the +-20 deg jitter
     assert np.abs(pose_angles_degrees(batch.params)[:, 2]).max() > 90  # and the pose label says so
+
+
+def test_resume_across_sessions_checks_config_and_corpus(tiny_corpus, morphable, tmp_path, caplog):
+    """A committed checkpoint resumes in a later session: the same config continues (other folder, same weights as
+    one run); another schedule is refused; a rebuilt corpus that differs is said in the log."""
+    first = _tiny_trainer(tiny_corpus, morphable, tmp_path / "session1", max_steps=2)
+    first.train()
+    committed = tmp_path / "committed.pt"
+    committed.write_bytes(first.checkpoint_path().read_bytes())
+    later = _tiny_trainer(tiny_corpus, morphable, tmp_path / "session2", max_steps=4)
+    later.resume(committed)
+    assert later.step == 2
+    with pytest.raises(ValueError, match=r"another config \(learning_rate=0.03\)"):
+        _tiny_trainer(tiny_corpus, morphable, tmp_path / "other", max_steps=4, learning_rate=0.1).resume(committed)
+    changed = Corpus.concat([tiny_corpus])
+    changed.landmarks = changed.landmarks + 0.5
+    assert changed.fingerprint() != tiny_corpus.fingerprint()
+    with caplog.at_level(logging.WARNING, logger="training.trainer"):
+        _tiny_trainer(changed, morphable, tmp_path / "rebuilt", max_steps=4).resume(committed)
+    assert "not bit-exactly" in caplog.text
+
+
+def test_kind_repeats_multiply_source_repeats(tiny_corpus, morphable, tmp_path):
+    plain = _tiny_trainer(tiny_corpus, morphable, tmp_path / "a", max_steps=1)
+    weighted = _tiny_trainer(
+        tiny_corpus, morphable, tmp_path / "b", max_steps=1, kind_repeats={"real": 3}, source_repeats={"300w": 2}
+    )
+    train = np.isin(tiny_corpus.splits, ("train",))
+    real = train & (tiny_corpus.kinds == "real")
+    from_300w = tiny_corpus.sources == "300w"
+    expected = int((np.where(real, 3, 1) * np.where(from_300w, 2, 1))[train].sum())
+    assert len(plain.train_indices) == int(train.sum())
+    assert len(weighted.train_indices) == expected and expected > len(plain.train_indices)
+    with pytest.raises(ValueError, match=r"kind_repeats\['real'\]"):
+        TrainConfig(kind_repeats={"real": 1.5})
