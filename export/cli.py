@@ -92,6 +92,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--cache-dir", type=Path, default=None, help="ONNX / engine cache root (default $DRTN_CACHE_DIR or ~/.cache/drtn)"
     )
     bench.add_argument("-o", "--output", type=Path, default=None, help="also write the markdown table to this file")
+    bench.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="also measure mirror-averaged inference (<backend>+flip rows; with --tracking: 'ours + flip' rows)",
+    )
     bench.add_argument("--pipeline", action="store_true", help="benchmark the real-time pipeline instead (realtime.bench)")
     bench.add_argument("--source", default=None, help="--pipeline: video file / camera index (default the bundled clip)")
     bench.add_argument("--frames", type=int, default=None, help="--pipeline: frames to process")
@@ -227,6 +232,7 @@ def run_bench(args: argparse.Namespace) -> int:
         source=source,
         min_seconds=args.seconds,
         max_seconds=args.max_seconds,
+        flip_average=args.flip_average,
     )
     table = report.markdown()
     print(table)
