@@ -51,6 +51,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="folder of face images (+ 300W .pts) for the real-crop check; default <assets>/../data/300w/helen_testset if present",
     )
     export.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="bake mirror-averaged inference into the graph (each crop and its mirror, ~2x the network time; "
+        "metadata flip_average=linear); do not use for the bundled drtn_rt.onnx",
+    )
+    export.add_argument(
         "--tensorrt", action="store_true", help="also build (or reuse) the TensorRT engine and report FP16 vs FP32 error"
     )
     export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile: largest batch (default 32)")
@@ -124,6 +130,7 @@ def _check_crops(args: argparse.Namespace, assets, crop_size: int):
 
 def run_export(args: argparse.Namespace) -> int:
     from drtn.assets import find_assets
+    from drtn.mirror import MirrorMap
     from drtn.morphable import MorphableModel
     from export.cache import sha256_file
     from export.onnx_export import export_onnx, load_network, resolve_checkpoint
@@ -158,6 +165,7 @@ def run_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         check_crops=real_crops,
         morphable=morphable,
+        flip_average=MirrorMap.from_morphable(morphable, crop_size) if args.flip_average else None,
     )
     print(report.summary())
     from export.fp16 import estimate_fp16_error

@@ -88,3 +88,32 @@ def test_bench_measures_flip_rows_beside_the_plain_ones(exported, assets_dir):
     )
     assert [c.backend for c in report.cells] == ["teacher", "onnxruntime", "onnxruntime+flip"]
     assert "| onnxruntime+flip | 1 | 1 |" in report.markdown()
+
+
+def test_export_option_bakes_the_average_into_the_graph(tmp_path, network, stats, helen_crops, morphable, mirror, exported):
+    """``export_onnx(flip_average=MirrorMap)``: same contract (N in, N out), one session call, output equal to the
+    plain export averaged with the mirror of its prediction on the flipped crops."""
+    import onnxruntime as ort
+
+    from export.contract import DENORMALIZE_NODE_PREFIX, inspect_onnx, load_onnx_model
+    from export.onnx_export import export_onnx
+
+    path = tmp_path / "flip.onnx"
+    report = export_onnx(network, path, stats=stats, check_crops=helen_crops, morphable=morphable, flip_average=mirror)
+    assert report.metadata["flip_average"] == "linear" and set(report.checks) == {"random", "real"}
+    info = inspect_onnx(path)
+    assert info.flip_average and info.fixed_batch is None and not inspect_onnx(exported[1]).flip_average
+    flip_nodes = [n for n in load_onnx_model(path).graph.node if n.name.startswith(DENORMALIZE_NODE_PREFIX + "flip/")]
+    assert {n.op_type for n in flip_nodes} >= {"Slice", "Concat", "MatMul"}  # kept in FP32 by export.fp16
+
+    from export.backends.base import preprocess_crops
+
+    images = preprocess_crops(helen_crops[:5], 120)
+    flipped = preprocess_crops(flip_crops(helen_crops[:5]), 120)
+    plain = ort.InferenceSession(str(exported[1]), providers=["CPUExecutionProvider"])
+    averaged = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = averaged.run(["params"], {"image": images})[0]
+    assert got.shape == (5, 62)
+    expected = mirror.average(plain.run(["params"], {"image": images})[0], plain.run(["params"], {"image": flipped})[0])
+    np.testing.assert_allclose(_landmark_px(morphable, got, expected), 0.0, atol=1e-3)
+    np.testing.assert_allclose(got[:, :12], expected[:, :12], rtol=1e-4, atol=1e-5)
