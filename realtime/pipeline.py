@@ -226,6 +226,11 @@ class FacePipeline:
                 self.options.assets_dir,
             )
         self._mirror = MirrorMap.from_morphable(self.morphable, self.crop_size) if self.options.flip_average else None
+        if self._mirror is not None and getattr(getattr(backend, "info", None), "flip_average", False):
+            LOGGER.warning(
+                "the model graph already averages each crop with its mirror (export --flip-average); "
+                "flip_average on top of it runs the network 4 times per face"
+            )
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = FaceSmoother(
             self.options.smoothing,
