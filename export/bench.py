@@ -219,6 +219,7 @@ def run_backend_bench(
     min_samples: int = 10,
     max_seconds: float = 20.0,
     warmup: int = 3,
+    flip_average: bool = False,
 ) -> BenchReport:
     """Measure per-face latency and throughput of each backend x threads x batch.
 
@@ -231,6 +232,8 @@ def run_backend_bench(
         min_seconds / min_samples / max_seconds: per batch size, keep sampling until both minima are met or the
             cap is reached.
         warmup: untimed calls per backend before sampling.
+        flip_average: also measure every DRTN backend mirror-averaged (``<kind>+flip`` rows,
+            :class:`export.backends.flip.FlipAveragedBackend`: one call on 2N crops), interleaved with the others.
     Returns:
         :class:`BenchReport`; backends that cannot run here are listed in ``skipped`` with the reason.
     """
@@ -245,6 +248,12 @@ def run_backend_bench(
     begin = time.perf_counter()
     cells: list[BenchCell] = []
     skipped: dict[str, str] = {}
+    mirror = None
+    if flip_average:
+        from drtn.mirror import MirrorMap
+        from drtn.morphable import MorphableModel
+
+        mirror = MirrorMap.from_morphable(MorphableModel.load(source.assets))
     try:
         for threads in threads_list:
             backends: list[Backend] = []
@@ -258,6 +267,10 @@ def run_backend_bench(
                     LOGGER.warning("skipping %s: %s", kind, skipped[kind])
             if not backends:
                 break
+            if mirror is not None:
+                from export.backends.flip import FlipAveragedBackend
+
+                backends += [FlipAveragedBackend(b, mirror, owns_inner=False) for b in list(backends) if b.name != "teacher"]
             for batch in batches:
                 LOGGER.info("measuring %s at %d threads, batch %d", ", ".join(b.name for b in backends), threads, batch)
                 samples = _measure(
@@ -282,7 +295,7 @@ def run_backend_bench(
         model = source.describe() if any(c.backend != "teacher" for c in cells) else "-"
     finally:
         source.close()
-    order = {kind: i for i, kind in enumerate(kinds)}
+    order = {name: i for i, name in enumerate(kinds + [f"{kind}+flip" for kind in kinds])}
     order["teacher"] = -1  # the reference row first in each group
     cells.sort(key=lambda c: (c.threads or 0, c.batch, order.get(c.backend, 99)))
     return BenchReport(cells, skipped, model, _machine(), time.perf_counter() - begin)

@@ -51,6 +51,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="folder of face images (+ 300W .pts) for the real-crop check; default <assets>/../data/300w/helen_testset if present",
     )
     export.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="bake mirror-averaged inference into the graph (each crop and its mirror, ~2x the network time; "
+        "metadata flip_average=linear); do not use for the bundled drtn_rt.onnx",
+    )
+    export.add_argument(
         "--tensorrt", action="store_true", help="also build (or reuse) the TensorRT engine and report FP16 vs FP32 error"
     )
     export.add_argument("--max-batch", type=int, default=32, help="TensorRT profile: largest batch (default 32)")
@@ -92,6 +98,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--cache-dir", type=Path, default=None, help="ONNX / engine cache root (default $DRTN_CACHE_DIR or ~/.cache/drtn)"
     )
     bench.add_argument("-o", "--output", type=Path, default=None, help="also write the markdown table to this file")
+    bench.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="also measure mirror-averaged inference (<backend>+flip rows; with --tracking: 'ours + flip' rows)",
+    )
     bench.add_argument("--pipeline", action="store_true", help="benchmark the real-time pipeline instead (realtime.bench)")
     bench.add_argument("--source", default=None, help="--pipeline: video file / camera index (default the bundled clip)")
     bench.add_argument("--frames", type=int, default=None, help="--pipeline: frames to process")
@@ -119,6 +130,7 @@ def _check_crops(args: argparse.Namespace, assets, crop_size: int):
 
 def run_export(args: argparse.Namespace) -> int:
     from drtn.assets import find_assets
+    from drtn.mirror import MirrorMap
     from drtn.morphable import MorphableModel
     from export.cache import sha256_file
     from export.onnx_export import export_onnx, load_network, resolve_checkpoint
@@ -153,6 +165,7 @@ def run_export(args: argparse.Namespace) -> int:
         opset=args.opset,
         check_crops=real_crops,
         morphable=morphable,
+        flip_average=MirrorMap.from_morphable(morphable, crop_size) if args.flip_average else None,
     )
     print(report.summary())
     from export.fp16 import estimate_fp16_error
@@ -227,6 +240,7 @@ def run_bench(args: argparse.Namespace) -> int:
         source=source,
         min_seconds=args.seconds,
         max_seconds=args.max_seconds,
+        flip_average=args.flip_average,
     )
     table = report.markdown()
     print(table)

@@ -49,6 +49,11 @@ class OnnxModelInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
+    def flip_average(self) -> bool:
+        """True when the graph itself averages each crop with its mirror (``main.py export --flip-average``)."""
+        return self.metadata.get("flip_average") == "linear"
+
+    @property
     def is_drtn_export(self) -> bool:
         """True for a file written by ``export_onnx`` (de-normalised output, our metadata)."""
         return self.metadata.get("producer") == "drtn.export" and self.metadata.get("params") == "denormalized"

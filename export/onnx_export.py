@@ -108,8 +108,72 @@ def append_denormalization(model: onnx.ModelProto, stats: ParamStats, output_nam
     return model
 
 
-def contract_metadata(crop_size: int, config_name: str, source_sha256: str) -> dict[str, str]:
-    """The ``metadata_props`` of an exported model."""
+def append_flip_average(
+    model: onnx.ModelProto, mirror, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME
+) -> onnx.ModelProto:
+    """Bake mirror-averaged inference into a de-normalised graph (in place; :mod:`drtn.mirror`).
+
+    The graph keeps its contract ((N, 3, S, S) in, (N, 62) out): inside, the network runs once on 2N images (the
+    batch, then its left-right mirror: a ``Slice`` with step -1 on the width axis) and the output is
+    ``(p[:N] + mirror(p[N:])) / 2`` with the mirror as one constant ``MatMul`` + ``Add`` (linear pose average,
+    the measured better one). The new nodes carry the :data:`DENORMALIZE_NODE_PREFIX` prefix, so FP16 engines
+    keep them in FP32 like the de-normalisation (identity coefficients reach ~1e6).
+
+    Args:
+        model: a graph after :func:`append_denormalization`.
+        mirror: a :class:`drtn.mirror.MirrorMap` of the graph's crop size.
+    """
+    graph = model.graph
+    prefix = DENORMALIZE_NODE_PREFIX + "flip/"
+    both_images, both_params = "drtn_flip_images", "drtn_flip_params_both"
+    for node in graph.node:
+        node.input[:] = [both_images if name == input_name else name for name in node.input]
+        node.output[:] = [both_params if name == output_name else name for name in node.output]
+    matrix, offset = mirror.affine()
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1], np.int64), "drtn_flip_starts"),
+            numpy_helper.from_array(np.array([np.iinfo(np.int64).min], np.int64), "drtn_flip_ends"),
+            numpy_helper.from_array(np.array([3], np.int64), "drtn_flip_axes"),
+            numpy_helper.from_array(np.array([-1], np.int64), "drtn_flip_steps"),
+            numpy_helper.from_array(np.array([2, -1, NUM_PARAMS], np.int64), "drtn_flip_pair_shape"),
+            numpy_helper.from_array(np.array(0, np.int64), "drtn_flip_zero"),
+            numpy_helper.from_array(np.array(1, np.int64), "drtn_flip_one"),
+            numpy_helper.from_array(np.array(0.5, np.float32), "drtn_flip_half"),
+            numpy_helper.from_array((0.5 * matrix.T).astype(np.float32), "drtn_flip_matrix"),
+            numpy_helper.from_array((0.5 * offset).astype(np.float32).reshape(1, NUM_PARAMS), "drtn_flip_offset"),
+        ]
+    )
+    head = [
+        helper.make_node(
+            "Slice",
+            [input_name, "drtn_flip_starts", "drtn_flip_ends", "drtn_flip_axes", "drtn_flip_steps"],
+            ["drtn_flip_mirrored"],
+            name=prefix + "Slice",
+        ),
+        helper.make_node("Concat", [input_name, "drtn_flip_mirrored"], [both_images], axis=0, name=prefix + "Concat"),
+    ]
+    tail = [
+        helper.make_node("Reshape", [both_params, "drtn_flip_pair_shape"], ["drtn_flip_pair"], name=prefix + "Reshape"),
+        helper.make_node("Gather", ["drtn_flip_pair", "drtn_flip_zero"], ["drtn_flip_plain"], axis=0, name=prefix + "Plain"),
+        helper.make_node("Gather", ["drtn_flip_pair", "drtn_flip_one"], ["drtn_flip_flipped"], axis=0, name=prefix + "Flipped"),
+        helper.make_node(
+            "MatMul", ["drtn_flip_flipped", "drtn_flip_matrix"], ["drtn_flip_mirror_half"], name=prefix + "MatMul"
+        ),
+        helper.make_node("Add", ["drtn_flip_mirror_half", "drtn_flip_offset"], ["drtn_flip_mirror"], name=prefix + "AddOffset"),
+        helper.make_node("Mul", ["drtn_flip_plain", "drtn_flip_half"], ["drtn_flip_plain_half"], name=prefix + "Mul"),
+        helper.make_node("Add", ["drtn_flip_plain_half", "drtn_flip_mirror"], [output_name], name=prefix + "Average"),
+    ]
+    nodes = head + list(graph.node) + tail
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return model
+
+
+def contract_metadata(crop_size: int, config_name: str, source_sha256: str, flip_average: bool = False) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model (``flip_average``: ``"linear"`` when the graph averages each
+    crop with its mirror, :func:`append_flip_average`)."""
+    extra = {"flip_average": "linear"} if flip_average else {}
     return {
         "producer": "drtn.export",
         "contract_version": CONTRACT_VERSION,
@@ -128,6 +192,7 @@ def contract_metadata(crop_size: int, config_name: str, source_sha256: str) -> d
         "params": "denormalized",
         "model_config": config_name,
         "source_checkpoint_sha256": source_sha256,
+        **extra,
     }
 
 
@@ -196,8 +261,10 @@ def check_against_torch(
     morphable=None,
     tolerance: Tolerance = FP32_TOLERANCE,
     label: str = "export",
+    mirror=None,
 ) -> dict[str, ParamErrorReport]:
-    """Run the ONNX bytes in ONNX Runtime and the network in torch on each named set of uint8 crops.
+    """Run the ONNX bytes in ONNX Runtime and the network in torch on each named set of uint8 crops (``mirror``: the
+    graph is flip-averaged; torch's reference is then ``mirror.average`` of the crops and their mirrors).
 
     Raises:
         ExportCheckError: any set beyond ``tolerance`` (the message gives the numbers).
@@ -212,6 +279,10 @@ def check_against_torch(
         onnx_params = session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
         with torch.inference_mode():
             torch_params = stats.denormalize(network(torch.from_numpy(images)).float().numpy())
+            if mirror is not None:
+                flipped = np.ascontiguousarray(images[:, :, :, ::-1])
+                flipped_params = stats.denormalize(network(torch.from_numpy(flipped)).float().numpy())
+                torch_params = mirror.average(torch_params, flipped_params).astype(np.float32)
         report = compare_params(torch_params, onnx_params, stats, morphable)
         problems = tolerance.violations(report)
         if problems:
@@ -234,6 +305,7 @@ def export_onnx(
     check_crops: np.ndarray | None = None,
     morphable=None,
     tolerance: Tolerance = FP32_TOLERANCE,
+    flip_average=None,
 ) -> ExportReport:
     """Export ``network`` (normalised output) + de-normalisation to ``output_path`` under the ONNX contract.
 
@@ -248,6 +320,8 @@ def export_onnx(
         check_crops: (K, S, S, 3) uint8 real face crops for the ORT-vs-torch check (random crops are always used).
         morphable: optional morphable model: adds the 68-landmark pixel error to the check.
         tolerance: acceptance limits of the check.
+        flip_average: a :class:`drtn.mirror.MirrorMap`: bake mirror-averaged inference into the graph
+            (:func:`append_flip_average`; metadata ``flip_average``); ``None``: the plain graph.
     Raises:
         ExportCheckError: the checker or the numeric check failed (no file written).
     """
@@ -262,9 +336,12 @@ def export_onnx(
     LOGGER.info("exporting %s (crop %d, opset %d) to %s", config_name, crop_size, opset, output_path)
     model = _torch_to_onnx(network, crop_size, opset)
     append_denormalization(model, stats)
+    if flip_average is not None:
+        append_flip_average(model, flip_average)
     model.producer_name, model.producer_version = "drtn.export", str(EXPORT_FORMAT_VERSION)
     model.doc_string = "DRTN 3D face model: BGR face crop -> 62 de-normalised 3DDFA parameters (see metadata_props)"
-    onnx.helper.set_model_props(model, contract_metadata(crop_size, config_name, source_sha256))
+    metadata = contract_metadata(crop_size, config_name, source_sha256, flip_average is not None)
+    onnx.helper.set_model_props(model, metadata)
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as error:
@@ -278,13 +355,20 @@ def export_onnx(
     if check_crops is not None and len(check_crops):
         crops["real"] = check_crops
     checks = check_against_torch(
-        model_bytes, network, stats, crops, morphable=morphable, tolerance=tolerance, label=str(output_path)
+        model_bytes,
+        network,
+        stats,
+        crops,
+        morphable=morphable,
+        tolerance=tolerance,
+        label=str(output_path),
+        mirror=flip_average,
     )
     atomic_write_bytes(output_path, model_bytes)
     report = ExportReport(
         output_path,
         sha256_bytes(model_bytes),
-        contract_metadata(crop_size, config_name, source_sha256),
+        metadata,
         checks,
         time.perf_counter() - start,
     )

@@ -38,6 +38,7 @@ import numpy as np
 
 from drtn.configs import check_known_keys
 from drtn.crop import crop_image, model_to_image, roi_box_from_detection, roi_box_from_landmarks
+from drtn.mirror import POSE_MODES, MirrorMap, flip_crops
 from drtn.morphable import MorphableModel
 from drtn.params import NUM_PARAMS, pose_angles_degrees
 from realtime.detector import DetectorOptions, FaceDetector
@@ -90,6 +91,10 @@ class PipelineOptions:
             this frame's landmarks, all faces of the frame in one mosaic); the score of a face centred in its
             tile is the presence, 0 when none is found. In VIDEO / LIVE_STREAM mode a track whose presence is
             under ``tracker.min_presence`` ends in that frame. Off: presence is the detection score.
+        flip_average: mirror-averaged inference (``drtn.mirror``): the network also sees each face's crop
+            mirrored (one backend call on 2N crops) and the mirror of that prediction is averaged with the plain
+            one. About 2x the network time per face; off by default (docs/STATUS.md, "Mirror-averaged inference").
+        flip_pose: how the two poses are averaged with ``flip_average``: ``"linear"`` or ``"rotation"``.
         result_callback: ``(FrameResult, Frame) -> None``, required in LIVE_STREAM mode, called on the
             worker thread.
     """
@@ -103,6 +108,8 @@ class PipelineOptions:
     compute_dense: bool = True
     compute_blendshapes: bool = True
     presence_check: bool = True
+    flip_average: bool = False
+    flip_pose: str = "linear"
     result_callback: Callable[["FrameResult", Frame], None] | None = None
 
     def __post_init__(self) -> None:
@@ -112,6 +119,8 @@ class PipelineOptions:
             raise ValueError("PipelineOptions: LIVE_STREAM mode needs a result_callback")
         if self.running_mode is not RunningMode.LIVE_STREAM and self.result_callback is not None:
             raise ValueError(f"PipelineOptions: result_callback is only used in LIVE_STREAM mode, not {self.running_mode.name}")
+        if self.flip_pose not in POSE_MODES:
+            raise ValueError(f"PipelineOptions.flip_pose: expected one of {POSE_MODES}, got {self.flip_pose!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "PipelineOptions":
@@ -215,6 +224,12 @@ class FacePipeline:
             self._presence_detector = FaceDetector(
                 DetectorOptions(model="yunet", min_confidence=0.05, min_face_size_px=0.0, max_input_side_px=0),
                 self.options.assets_dir,
+            )
+        self._mirror = MirrorMap.from_morphable(self.morphable, self.crop_size) if self.options.flip_average else None
+        if self._mirror is not None and getattr(getattr(backend, "info", None), "flip_average", False):
+            LOGGER.warning(
+                "the model graph already averages each crop with its mirror (export --flip-average); "
+                "flip_average on top of it runs the network 4 times per face"
             )
         self.tracker = FaceTracker(self.options.tracker)
         self.smoother = FaceSmoother(
@@ -366,9 +381,14 @@ class FacePipeline:
                 return
 
     def _infer(self, crops: np.ndarray) -> np.ndarray:
+        count = len(crops)
+        if self._mirror is not None:  # one call on the crops and their mirrors (options.flip_average)
+            crops = np.concatenate([crops, flip_crops(crops)])
         params = np.asarray(self.backend.infer(crops).params, dtype=np.float32)
         if params.shape != (len(crops), NUM_PARAMS):
             raise ValueError(f"backend returned params of shape {params.shape}, expected ({len(crops)}, {NUM_PARAMS})")
+        if self._mirror is not None:
+            params = self._mirror.average(params[:count], params[count:], self.options.flip_pose).astype(np.float32)
         return params
 
     def _face_in_box(self, image: np.ndarray, roi_box: np.ndarray) -> bool:

@@ -404,9 +404,10 @@ def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: 
     return "\n".join(lines)
 
 
-def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None):
+def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None, flip_average: bool = False):
     """The benchmark rows: ours with smoothing (the defaults), ours without, ours keeping tracks whatever their
-    presence (its presence ROC is the check's own), the per-frame peer."""
+    presence (its presence ROC is the check's own), the per-frame peer; with ``flip_average`` also ours with
+    mirror-averaged inference (``PipelineOptions.flip_average``), smoothing on and off."""
     from dataclasses import replace
 
     from drtn.morphable import MorphableModel
@@ -422,6 +423,21 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
         "ours (smoothing on: default)": lambda: OurTracker("ours (smoothing on: default)", ours, default, morphable),
         "ours (smoothing off)": lambda: OurTracker(
             "ours (smoothing off)", ours, replace(default, smoothing=replace(default.smoothing, enabled=False)), morphable
+        ),
+        **(
+            {
+                "ours + flip (smoothing on)": lambda: OurTracker(
+                    "ours + flip (smoothing on)", ours, replace(default, flip_average=True), morphable
+                ),
+                "ours + flip (smoothing off)": lambda: OurTracker(
+                    "ours + flip (smoothing off)",
+                    ours,
+                    replace(default, flip_average=True, smoothing=replace(default.smoothing, enabled=False)),
+                    morphable,
+                ),
+            }
+            if flip_average
+            else {}
         ),
         "ours (presence not used)": lambda: OurTracker(
             "ours (presence not used)", ours, replace(default, tracker=replace(default.tracker, min_presence=0.0)), morphable
@@ -449,7 +465,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
     """``main.py bench --tracking``: print (and with ``-o`` write) the markdown tables.
 
     Reads from ``args`` (each optional): ``assets``; ``data`` (default ``data`` beside the asset folder);
-    ``tiny`` (a small quick version); ``output``.
+    ``tiny`` (a small quick version); ``output``; ``flip_average`` (also the ``ours + flip`` rows).
     """
     from realtime.threads import limit_blas_threads
 
@@ -458,7 +474,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
     data = getattr(args, "data", None) or default_data_dir(assets)
     scale = "tiny" if getattr(args, "tiny", False) else "full"
     scenes = standard_scenes(data, scale)
-    rows = build_rows(assets)
+    rows = build_rows(assets, flip_average=getattr(args, "flip_average", False))
     start = time.perf_counter()
     try:
         results = run_benchmark(rows, scenes)

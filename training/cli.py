@@ -141,6 +141,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--aflw2000", default=None, help="an AFLW2000-3D-format folder (image + .mat with pt3d_68)")
     evaluate.add_argument("--no-teacher", action="store_true", help="skip the 3DDFA_V2 peer")
     evaluate.add_argument(
+        "--flip-average",
+        action="store_true",
+        help="also evaluate mirror-averaged inference (each crop and its mirror, drtn.mirror) for ours and the peer",
+    )
+    evaluate.add_argument(
+        "--flip-pose",
+        default="linear",
+        help="with --flip-average: how the two poses are averaged, 'linear' (3x4 blocks), 'rotation' or both 'linear,rotation'",
+    )
+    evaluate.add_argument(
         "--baseline",
         default=None,
         metavar="PT",
@@ -325,6 +335,20 @@ def run_ablation_command(args) -> int:
     return 0
 
 
+def _flip_pose_modes(text: str) -> tuple[str, ...]:
+    from drtn.mirror import POSE_MODES
+
+    modes = tuple(m for m in text.split(",") if m)
+    bad = [m for m in modes if m not in POSE_MODES]
+    if bad or not modes:
+        raise ValueError(f"--flip-pose: expected one or more of {','.join(POSE_MODES)} (comma-separated), got {text!r}")
+    return modes
+
+
+def _flip_suffix(mode: str, modes: tuple[str, ...]) -> str:
+    return "" if len(modes) == 1 and mode == "linear" else f" ({mode})"
+
+
 def run_eval(args) -> int:
     from drtn.model import load_default_model, load_model
     from drtn.morphable import MorphableModel
@@ -336,10 +360,19 @@ def run_eval(args) -> int:
     teacher = peer_predictor(assets)  # the peer's column, and the initial guess of the ground-truth yaw fits
     model = load_model(args.checkpoint) if args.checkpoint else load_default_model()
     methods = [("DRTN (ours)", ev.torch_predictor(model, morphable))]
+    flip_modes = _flip_pose_modes(args.flip_pose) if args.flip_average else ()
+    if flip_modes:
+        from drtn.mirror import MirrorMap, flip_averaged
+
+        mirror = MirrorMap.from_morphable(morphable)
+        for mode in flip_modes:
+            methods.append((f"DRTN (ours) + flip{_flip_suffix(mode, flip_modes)}", flip_averaged(methods[0][1], mirror, mode)))
     if args.baseline:
         methods.append((f"DRTN {Path(args.baseline).stem}", ev.torch_predictor(load_model(args.baseline), morphable)))
     if not args.no_teacher:
         methods.append(("3DDFA_V2 teacher", teacher))
+        for mode in flip_modes:
+            methods.append((f"3DDFA_V2 teacher + flip{_flip_suffix(mode, flip_modes)}", flip_averaged(teacher, mirror, mode)))
     methods.append(("mean face", ev.mean_face_predictor(morphable)))
     sets = []
     for split in [s for s in args.splits.split(",") if s]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import cv2
@@ -224,3 +225,30 @@ def test_live_stream_delivers_results_on_a_worker(make_pipeline, clip_frames):
     assert indices == sorted(indices) and indices[-1] == 5  # the newest frame is always processed
     assert len(indices) + pipeline.dropped_frames == 6
     assert all(len(result.faces) == 1 for result, _ in results)
+
+
+def test_flip_average_option_runs_each_crop_and_its_mirror_in_one_call(backend, morphable, assets_dir, clip_frames):
+    """``PipelineOptions.flip_average``: one backend call on 2N crops per inference; the face stays where the
+    plain pipeline puts it (within a few pixels of the 512 x 512 frame)."""
+    from realtime.pipeline import FacePipeline, PipelineOptions
+
+    sizes = []
+
+    class Recording:
+        crop_size = backend.crop_size
+
+        def infer(self, crops):
+            sizes.append(len(crops))
+            return backend.infer(crops)
+
+    options = PipelineOptions(assets_dir=str(assets_dir), running_mode=RunningMode.IMAGE, presence_check=False)
+    with FacePipeline(Recording(), options, morphable=morphable) as plain_pipeline:
+        plain = plain_pipeline.process(clip_frames[0]).faces
+    plain_calls, sizes[:] = list(sizes), []
+    with FacePipeline(Recording(), dataclasses.replace(options, flip_average=True), morphable=morphable) as pipeline:
+        averaged = pipeline.process(clip_frames[0]).faces
+    assert sizes == [2 * n for n in plain_calls] and len(averaged) == len(plain) == 1
+    shift = np.linalg.norm(averaged[0].landmarks_2d - plain[0].landmarks_2d, axis=1)
+    assert 0 < shift.mean() < 5.0
+    with pytest.raises(ValueError, match="flip_pose"):
+        PipelineOptions(flip_pose="slerp")

@@ -78,3 +78,23 @@ def test_roll_table_bins_faces_by_in_plane_rotation():
     table = ev.format_roll_table(eval_set, [ev.MethodResult("m", np.array([0.01, 0.02, 0.03, 0.05]), None)])
     assert "[0,30] (1)" in table and "[30,60] (1)" in table and "[60,180] (2)" in table
     assert "| m | 1.00 | 2.00 | 4.00 |" in table
+
+
+def test_eval_flip_average_adds_rows_for_ours_and_the_peer(aflw_folder, assets_dir, tmp_path, capsys):
+    """``main.py eval --flip-average``: ours and the peer, each plain and mirror-averaged, in one report."""
+    from drtn_cli import main
+
+    out = tmp_path / "eval"
+    argv = ["eval", "--aflw2000", str(aflw_folder), "--splits", "", "--robustness", "", "--cache", "", "--out", str(out)]
+    code = main(argv + ["--flip-average", "--flip-pose", "linear,rotation", "--assets", str(assets_dir)])
+    assert code == 0
+    text = (out / "report.md").read_text()
+    for row in (
+        "DRTN (ours)",
+        "DRTN (ours) + flip (linear)",
+        "DRTN (ours) + flip (rotation)",
+        "3DDFA_V2 teacher + flip (linear)",
+    ):
+        assert f"| {row} |" in text
+    assert main(argv + ["--flip-average", "--flip-pose", "slerp", "--assets", str(assets_dir)]) != 0
+    assert "--flip-pose" in capsys.readouterr().err
