@@ -335,16 +335,75 @@ DETECTOR_CONFIGS = (  # (label, DetectorOptions keyword arguments)
     ("YuNet, full resolution", dict(model="yunet", max_input_side_px=0)),
     ("YuNet, 640 + tiles", dict(model="yunet", max_input_side_px=640, tiles=True)),
     ("BlazeFace short range (Tasks)", dict(model="blazeface", max_input_side_px=0)),
+    ("BlazeFace short range (Tasks), 640 + tiles", dict(model="blazeface", max_input_side_px=640, tiles=True)),
+    ("BlazeFace ONNX, longer side 320", dict(model="blazeface-onnx", max_input_side_px=320)),
+    ("BlazeFace ONNX, longer side 640 (+ a 320 pass)", dict(model="blazeface-onnx", max_input_side_px=640)),
+    ("BlazeFace ONNX, 640 (+ 320) + tiles", dict(model="blazeface-onnx", max_input_side_px=640, tiles=True)),
 )
+SIZE_BINS_PX = (20.0, 48.0, 96.0, 192.0, 288.0)  # face size sqrt(w * h) of the landmark box, px: bins between, the last open
+YAW_BINS_DEG = (0.0, 15.0, 30.0, 45.0)  # |yaw|: 0-15, 15-30, 30-45, >= 45
 
 
-def _detection_hits(truths, detections) -> tuple[int, int, int]:
-    """(counted faces, of them found, detections on nothing): a detection finds a face when its centre lies in
-    the face's landmark box and its size is within a factor 2 of the face's."""
-    counted = [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
-    used, found = set(), 0
+def _bin_labels(edges: tuple[float, ...], unit: str) -> list[str]:
+    return [f"{a:g}-{b:g}{unit}" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]:g}{unit}"]
+
+
+def _bin_of(value: float, edges: tuple[float, ...]) -> int:
+    return int(np.searchsorted(np.asarray(edges), value, side="right")) - 1
+
+
+class YawEstimator:
+    """|yaw| of a face from its 68 ground-truth landmarks, degrees (0 = frontal): the 3DMM's mean face
+    (``landmarks68_bases_v2.json``), turned by each yaw and pitch of a grid (2 and 5 degree steps), projected
+    orthographically and fitted to the 51 inner landmarks (brows, eyes, nose, mouth: the jaw line of a turned 300W
+    face is its silhouette, not the model's jaw) by a 2D similarity (roll, scale, shift); the best yaw of the grid.
+
+    A label for binning the benchmark's faces (the held-out 300W photos turn up to ~60 degrees), not a tracker.
+    """
+
+    YAWS_DEG = np.arange(-90.0, 90.1, 2.0)
+    PITCHES_DEG = np.arange(-40.0, 40.1, 5.0)
+
+    def __init__(self, assets_dir: str | None):
+        from drtn.assets import find_assets, load_json_asset
+
+        path = find_assets(assets_dir).path("bfm/landmarks68_bases_v2.json")
+        mean = np.asarray(load_json_asset(path, keys=("u_base",))["u_base"], np.float64).reshape(68, 3)[17:]
+        mean = mean - mean.mean(axis=0)
+        yaw, pitch = np.meshgrid(np.radians(self.YAWS_DEG), np.radians(self.PITCHES_DEG), indexing="ij")
+        yaw, pitch = yaw.ravel(), pitch.ravel()
+        x, y, z = mean.T
+        turned_x = np.cos(yaw)[:, None] * x + np.sin(yaw)[:, None] * z  # R = Rx(pitch) @ Ry(yaw)
+        turned_z = -np.sin(yaw)[:, None] * x + np.cos(yaw)[:, None] * z
+        turned_y = np.cos(pitch)[:, None] * y - np.sin(pitch)[:, None] * turned_z
+        self._projections = turned_x + 1j * turned_y  # (G, 51) model points seen from each grid pose, y up
+        self._yaws = np.degrees(yaw)
+
+    def __call__(self, landmarks_xy: np.ndarray) -> float:
+        points = np.asarray(landmarks_xy, np.float64)[17:]
+        target = points[:, 0] - 1j * points[:, 1]  # image y down -> up
+        target = target - target.mean()
+        projections = self._projections
+        similarity = (np.conj(projections) @ target) / np.sum(np.abs(projections) ** 2, axis=1)  # roll + scale
+        residual = np.sum(np.abs(target[None] - similarity[:, None] * projections) ** 2, axis=1)
+        return float(abs(self._yaws[int(np.argmin(residual))]))
+
+
+def _counted(truths) -> list:
+    return [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
+
+
+def _match_detections(truths, detections) -> tuple[list[tuple[object, bool]], int]:
+    """Each counted face with whether a detection found it, and the number of detections on nothing.
+
+    A detection finds a face when its centre lies in the face's landmark box and its size is within a factor 2
+    of the face's; each detection finds one face at most. A detection on a hidden or tiny face is not a false one.
+    """
+    counted = _counted(truths)
+    used, outcome = set(), []
     for truth in counted:
         box = _landmark_box(truth.landmarks)
+        hit = False
         for index, detection in enumerate(detections):
             center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
             side = math.sqrt(
@@ -357,22 +416,40 @@ def _detection_hits(truths, detections) -> tuple[int, int, int]:
                 and 0.5 < side / truth.size < 2.0
             ):
                 used.add(index)
-                found += 1
+                hit = True
                 break
+        outcome.append((truth, hit))
     on_any = set()
-    for index, detection in enumerate(detections):  # a detection on a hidden or tiny face is not a false one
+    for index, detection in enumerate(detections):
         center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
         if any(b[0] <= center[0] <= b[2] and b[1] <= center[1] <= b[3] for b in (_landmark_box(t.landmarks) for t in truths)):
             on_any.add(index)
-    return len(counted), found, len(detections) - len(on_any)
+    return outcome, len(detections) - len(on_any)
 
 
-def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS) -> str:
+def _detection_hits(truths, detections) -> tuple[int, int, int]:
+    """(counted faces, of them found, detections on nothing); see :func:`_match_detections`."""
+    outcome, false = _match_detections(truths, detections)
+    return len(outcome), sum(hit for _, hit in outcome), false
+
+
+def _percent(found: int, total: int) -> str:
+    return f"{100 * found / total:.1f}" if total else "-"
+
+
+def run_detector_comparison(
+    scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS, yaw=None
+) -> str:
     """Recall, false detections and cost of each detector setting on the multi-face scenes (every ``every``-th
-    frame), by frame size, as a markdown table."""
+    frame), by frame size; then recall by face size and by |yaw| (all frame sizes together), as markdown tables.
+
+    Args:
+        yaw: ``landmarks (68, 2) -> |yaw| degrees`` (default :class:`YawEstimator` on the asset folder).
+    """
     from realtime.detector import DetectorOptions, FaceDetector
 
-    sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"})
+    yaw = yaw or YawEstimator(assets_dir)
+    sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"}, key=lambda s: s[0] * s[1])
     frames = {
         size: [
             f
@@ -382,26 +459,65 @@ def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: 
         ]
         for size in sizes
     }
+    size_labels, yaw_labels = _bin_labels(SIZE_BINS_PX, " px"), _bin_labels(YAW_BINS_DEG, " deg")
+    size_totals, yaw_totals = [0] * len(size_labels), [0] * len(yaw_labels)
+    truth_bins = {}  # (frame size, frame number, face id) -> (size bin, yaw bin)
+    for size in sizes:
+        for number, frame in enumerate(frames[size]):
+            for truth in _counted(frame.truths):
+                bins = (_bin_of(truth.size, SIZE_BINS_PX), _bin_of(yaw(truth.landmarks), YAW_BINS_DEG))
+                truth_bins[(size, number, truth.face_id)] = bins
+                size_totals[bins[0]] += 1
+                yaw_totals[bins[1]] += 1
     lines = [
-        f"Detectors on the multi-face scenes (every {every}th frame): recall of visible faces %, false detections per frame, ms per frame",
+        f"Detectors on the multi-face scenes (every {every}th frame; 640x480 with a close-up of two large faces, 1920x1080 "
+        "a crowd of eight smaller ones): recall of visible faces %, false detections per frame, ms per frame",
         "",
         "| detector | " + " | ".join(f"{w}x{h} recall | FP/frame | ms" for w, h in sizes) + " |",
         "|---|" + "---:|" * (3 * len(sizes)),
     ]
+    by_bin = [
+        "",
+        "The same detections: recall % by face size (sqrt(w*h) of the landmark box) and by |yaw| (the mean 3DMM face "
+        "fitted to the true landmarks), all frame sizes together; faces per bin in the header",
+        "",
+        "| detector | "
+        + " | ".join(f"{label} ({n})" for label, n in zip(size_labels, size_totals))
+        + " | "
+        + " | ".join(f"yaw {label} ({n})" for label, n in zip(yaw_labels, yaw_totals))
+        + " |",
+        "|---|" + "---:|" * (len(size_labels) + len(yaw_labels)),
+    ]
     for label, kwargs in configs:
         cells = []
+        size_found, yaw_found = [0] * len(size_labels), [0] * len(yaw_labels)
         with FaceDetector(DetectorOptions(**kwargs), assets_dir) as detector:
             detector.detect(frames[sizes[0]][0].image)  # warm up
             for size in sizes:
                 counted = found = false = 0
-                tick = time.perf_counter()
-                for frame in frames[size]:
-                    c, f, x = _detection_hits(frame.truths, detector.detect(frame.image))
-                    counted, found, false = counted + c, found + f, false + x
-                ms = 1000 * (time.perf_counter() - tick) / max(len(frames[size]), 1)
-                cells.append(f"{100 * found / max(counted, 1):.1f} | {false / max(len(frames[size]), 1):.2f} | {ms:.1f}")
+                seconds = 0.0
+                for number, frame in enumerate(frames[size]):
+                    tick = time.perf_counter()
+                    detections = detector.detect(frame.image)
+                    seconds += time.perf_counter() - tick
+                    outcome, extra = _match_detections(frame.truths, detections)
+                    counted, false = counted + len(outcome), false + extra
+                    for truth, hit in outcome:
+                        found += hit
+                        size_bin, yaw_bin = truth_bins[(size, number, truth.face_id)]
+                        size_found[size_bin] += hit
+                        yaw_found[yaw_bin] += hit
+                ms = 1000 * seconds / max(len(frames[size]), 1)
+                cells.append(f"{_percent(found, counted)} | {false / max(len(frames[size]), 1):.2f} | {ms:.1f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        by_bin.append(
+            f"| {label} | "
+            + " | ".join(_percent(f, n) for f, n in zip(size_found, size_totals))
+            + " | "
+            + " | ".join(_percent(f, n) for f, n in zip(yaw_found, yaw_totals))
+            + " |"
+        )
+    return "\n".join(lines + by_bin)
 
 
 def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None):
@@ -445,6 +561,34 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     return [make() for name, make in specs.items() if only is None or name in only]
 
 
+def detector_scenes(data, scale: str, scenes: list[Scene]) -> list[Scene]:
+    """The multi-face scenes of ``scenes``, a 640x480 webcam close-up of two large faces (0.55-0.9 of the frame
+    height; 60 frames, 16 tiny) and a 1920x1080 crowd of eight smaller faces (120 frames; 16 tiny)."""
+    from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
+
+    crowd = load_held_out_faces(data, 10, seed=7)
+    return [s for s in scenes if s.kind == "multi"] + [
+        multi_face_scene(
+            crowd[8:],
+            seed=78,
+            frames=16 if scale == "tiny" else 60,
+            size=(640, 480),
+            distractors=2,
+            name="multi-640x480-closeup",
+            face_range=(0.55, 0.9),
+        ),
+        multi_face_scene(
+            crowd[:8],
+            seed=77,
+            frames=16 if scale == "tiny" else 120,
+            size=(1920, 1080),
+            distractors=8,
+            name="multi-1920x1080-0",
+            face_range=(0.05, 0.3),
+        ),
+    ]
+
+
 def run_tracking_bench(args: argparse.Namespace) -> int:
     """``main.py bench --tracking``: print (and with ``-o`` write) the markdown tables.
 
@@ -471,17 +615,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
         f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s"
     )
     table = markdown(results, note)
-    detector_scenes = [s for s in scenes if s.kind == "multi"]
-    if scale == "full":
-        from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
-
-        crowd = load_held_out_faces(data, 8, seed=7)
-        detector_scenes.append(
-            multi_face_scene(
-                crowd, seed=77, frames=120, size=(1920, 1080), distractors=8, name="multi-1920x1080-0", face_range=(0.05, 0.3)
-            )
-        )
-    table += "\n\n" + run_detector_comparison(detector_scenes, assets)
+    table += "\n\n" + run_detector_comparison(detector_scenes(data, scale, scenes), assets)
     print(table)
     output = getattr(args, "output", None)
     if output:
