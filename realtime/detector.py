@@ -152,19 +152,20 @@ class _BlazeFace:
 class _BlazeFaceOnnx:
     """``teacher/blazeface_320.onnx`` on ONNX Runtime: SSD prior boxes decoded, then non-maximum suppression.
 
-    The network (input ``input`` (1, 3, H, W) float32 BGR minus the per-channel means 104, 117, 123; any H, W) puts
+    The network (input ``input`` (1, 3, H, W) float32 BGR in 0-255, as StableView feeds it; any H, W) puts
     per prior box: ``boxes`` (1, N, 4) offsets ``(dx, dy, dw, dh)``, ``scores`` (1, N, 2) softmax (background,
     face), ``landmark`` (1, N, 10) offsets of 5 points. Priors: on the stride-8 grid boxes of 8 and 11 px, on the
     stride-16 grid 14, 19, 26, 38, 64 and 149 px, at cell centres, row-major with the sizes innermost; decoding
     ``centre = prior_centre + d * 0.1 * prior_size``, ``size = prior_size * exp(d * 0.2)`` (keypoints like centres).
     An input larger than 1.25 x 320 px is also run shrunk to 320 px (the priors end at 149 px: a close webcam face
-    is found there), and both passes' boxes are merged by IoU non-maximum suppression.
+    is found there), and both passes' boxes are merged by IoU non-maximum suppression. Subtracting RetinaFace's
+    channel means (104, 117, 123) instead finds the same faces but adds 0.2-0.5 false detections per frame on the
+    tracking benchmark's distractors (raw pixels: 0.00-0.03).
     """
 
     STRIDES = (8, 16)
     PRIOR_SIZES_PX = ((8.0, 11.0), (14.0, 19.0, 26.0, 38.0, 64.0, 149.0))
     VARIANCES = (0.1, 0.2)
-    MEAN_BGR = (104.0, 117.0, 123.0)
     PAD_TO = 32
     NATIVE_SIDE_PX = 320  # a second pass at this longer side on larger inputs finds the faces over ~150 px
     NMS_IOU = 0.4
@@ -231,8 +232,8 @@ class _BlazeFaceOnnx:
         height, width = image_bgr.shape[:2]
         padded_h = -(-height // self.PAD_TO) * self.PAD_TO
         padded_w = -(-width // self.PAD_TO) * self.PAD_TO
-        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)  # the padding is mean grey after the subtraction
-        blob[0, :, :height, :width] = (image_bgr.astype(np.float32) - np.float32(self.MEAN_BGR)).transpose(2, 0, 1)
+        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)  # black padding on the right and bottom
+        blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
         boxes, scores, landmarks = self._session.run(None, {self._input: blob})
         priors = self._priors_for(padded_h, padded_w)
         if boxes.shape[1] != len(priors):
