@@ -394,8 +394,9 @@ def _counted(truths) -> list:
     return [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
 
 
-def _match_detections(truths, detections) -> tuple[list[tuple[object, bool]], int]:
-    """Each counted face with whether a detection found it, and the number of detections on nothing.
+def _match_detections(truths, detections) -> tuple[list[tuple[object, object]], int]:
+    """Each counted face with the detection that found it (``None``: missed), and the number of detections on
+    nothing.
 
     A detection finds a face when its centre lies in the face's landmark box and its size is within a factor 2
     of the face's; each detection finds one face at most. A detection on a hidden or tiny face is not a false one.
@@ -404,7 +405,7 @@ def _match_detections(truths, detections) -> tuple[list[tuple[object, bool]], in
     used, outcome = set(), []
     for truth in counted:
         box = _landmark_box(truth.landmarks)
-        hit = False
+        hit = None
         for index, detection in enumerate(detections):
             center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
             side = math.sqrt(
@@ -417,7 +418,7 @@ def _match_detections(truths, detections) -> tuple[list[tuple[object, bool]], in
                 and 0.5 < side / truth.size < 2.0
             ):
                 used.add(index)
-                hit = True
+                hit = detection
                 break
         outcome.append((truth, hit))
     on_any = set()
@@ -431,21 +432,38 @@ def _match_detections(truths, detections) -> tuple[list[tuple[object, bool]], in
 def _detection_hits(truths, detections) -> tuple[int, int, int]:
     """(counted faces, of them found, detections on nothing); see :func:`_match_detections`."""
     outcome, false = _match_detections(truths, detections)
-    return len(outcome), sum(hit for _, hit in outcome), false
+    return len(outcome), sum(hit is not None for _, hit in outcome), false
 
 
 def _percent(found: int, total: int) -> str:
     return f"{100 * found / total:.1f}" if total else "-"
 
 
+def _iou_cell(ious: list[float]) -> str:
+    if not ious:
+        return "-"
+    return f"{float(np.median(ious)):.2f} ({100 * float(np.mean(np.asarray(ious) > 0.5)):.0f} %)"
+
+
+def shared_photos(data) -> list[np.ndarray]:
+    """The shared sample photos (``samples/images`` beside the data folder), BGR; empty when absent."""
+    import cv2
+
+    folder = Path(data).parent / "samples" / "images"
+    images = [cv2.imread(str(path)) for path in sorted(folder.glob("*")) if path.suffix.lower() in (".jpg", ".png")]
+    return [image for image in images if image is not None]
+
+
 def run_detector_comparison(
-    scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS, yaw=None
+    scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS, yaw=None, photos=None
 ) -> str:
     """Recall, false detections and cost of each detector setting on the multi-face scenes (every ``every``-th
-    frame), by frame size; then recall by face size and by |yaw| (all frame sizes together), as markdown tables.
+    frame), by frame size; then recall by face size and by |yaw| (all frame sizes together); then the agreement
+    of the boxes with YuNet's and MediaPipe's (when among ``configs``) on those faces and on ``photos``; markdown.
 
     Args:
         yaw: ``landmarks (68, 2) -> |yaw| degrees`` (default :class:`YawEstimator` on the asset folder).
+        photos: BGR images for the box agreement (e.g. :func:`shared_photos`).
     """
     from realtime.detector import DetectorOptions, FaceDetector
 
@@ -506,6 +524,7 @@ def run_detector_comparison(
         tallies = {(row, size): [0, 0, 0] for row in range(len(configs)) for size in sizes}  # counted, found, false
         size_found = [[0] * len(size_labels) for _ in configs]
         yaw_found = [[0] * len(yaw_labels) for _ in configs]
+        boxes = {}  # (row, frame size, frame number, face id) -> the box that found the face
         turn = 0
         for size in sizes:
             for number, frame in enumerate(frames[size]):
@@ -518,11 +537,52 @@ def run_detector_comparison(
                     outcome, extra = _match_detections(frame.truths, detections)
                     tally = tallies[(row, size)]
                     tally[0], tally[2] = tally[0] + len(outcome), tally[2] + extra
-                    for truth, hit in outcome:
+                    for truth, detection in outcome:
+                        hit = detection is not None
                         tally[1] += hit
                         size_bin, yaw_bin = truth_bins[(size, number, truth.face_id)]
                         size_found[row][size_bin] += hit
                         yaw_found[row][yaw_bin] += hit
+                        if hit:
+                            boxes[(row, size, number, truth.face_id)] = detection.box_xyxy
+        photo_found = [[d.detect(image) for image in photos or []] for d in detectors]
+    references = [
+        (name, next((row for row, (_, kwargs) in enumerate(configs) if kwargs == wanted), None))
+        for name, wanted in (
+            ("YuNet 640", dict(model="yunet", max_input_side_px=640)),
+            ("MediaPipe", dict(model="blazeface", max_input_side_px=0)),
+        )
+    ]
+    references = [(name, ref) for name, ref in references if ref is not None]
+    agreement = [
+        "",
+        "Box agreement: IoU of each detector's box with the reference's box on the same face, median (and % > 0.5); "
+        f"benchmark faces both found, then the {len(photos or [])} shared photos (every face the reference finds, "
+        "missed = IoU 0)",
+        "",
+        "| detector | "
+        + " | ".join(f"benchmark IoU with {name}" for name, _ in references)
+        + (" | photos: faces | " + " | ".join(f"photo IoU with {name}" for name, _ in references) if photos else "")
+        + " |",
+        "|---|" + "---:|" * (len(references) + ((1 + len(references)) if photos else 0)),
+    ]
+    for row, (label, _) in enumerate(configs):
+        cells = []
+        for _, ref in references:
+            ious = [
+                _iou(box, boxes[(ref,) + key[1:]]) for key, box in boxes.items() if key[0] == row and (ref,) + key[1:] in boxes
+            ]
+            cells.append(_iou_cell(ious))
+        if photos:
+            cells.append(str(sum(len(found) for found in photo_found[row])))
+            for _, ref in references:
+                ious = [
+                    max((_iou(face.box_xyxy, mine.box_xyxy) for mine in mine_found), default=0.0)
+                    for ref_found, mine_found in zip(photo_found[ref], photo_found[row])
+                    for face in ref_found
+                ]
+                cells.append(_iou_cell(ious))
+        agreement.append(f"| {label} | " + " | ".join(cells) + " |")
     for row, (label, _) in enumerate(configs):
         cells = []
         for size in sizes:
@@ -537,7 +597,7 @@ def run_detector_comparison(
             + " | ".join(_percent(f, n) for f, n in zip(yaw_found[row], yaw_totals))
             + " |"
         )
-    return "\n".join(lines + by_bin)
+    return "\n".join(lines + by_bin + (agreement if references else []))
 
 
 def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None):
@@ -635,7 +695,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
         f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s"
     )
     table = markdown(results, note)
-    table += "\n\n" + run_detector_comparison(detector_scenes(data, scale, scenes), assets)
+    table += "\n\n" + run_detector_comparison(detector_scenes(data, scale, scenes), assets, photos=shared_photos(data))
     print(table)
     output = getattr(args, "output", None)
     if output:

@@ -66,7 +66,8 @@ def test_matching_counts_found_faces_and_false_detections():
         _detection(2000, 2000, 80),  # on nothing: false
     ]
     outcome, false = _match_detections(faces, detections)
-    assert [(t.face_id, hit) for t, hit in outcome] == [(0, True), (1, False)]
+    assert [(t.face_id, hit is not None) for t, hit in outcome] == [(0, True), (1, False)]
+    assert outcome[0][1] is detections[0]
     assert false == 1
 
 
@@ -76,7 +77,10 @@ def test_bins():
 
 
 def test_tiny_detector_table(shared_dir, assets_dir):
-    """Two detectors on a short real scene: every row and bin in the table, recall numbers in range."""
+    """Two detectors on a short real scene and one photo: every row and bin in the tables, recall in range, the
+    ONNX BlazeFace's boxes agreeing with YuNet's."""
+    import cv2
+
     from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
 
     if not (shared_dir / "data" / "300w" / "helen_testset").is_dir():
@@ -84,14 +88,19 @@ def test_tiny_detector_table(shared_dir, assets_dir):
     faces = load_held_out_faces(shared_dir / "data", 2, seed=3)
     scene = multi_face_scene(faces, seed=1, frames=8, size=(640, 480), face_range=(0.3, 0.45))
     configs = (
-        ("YuNet", dict(model="yunet")),
+        ("YuNet", dict(model="yunet", max_input_side_px=640)),
         ("BlazeFace ONNX", dict(model="blazeface-onnx")),
     )
-    table = run_detector_comparison([scene], str(assets_dir), every=2, configs=configs)
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "detector" not in line}
+    photo = cv2.imread(str(shared_dir / "samples" / "images" / "trump_hillary.jpg"))
+    table = run_detector_comparison([scene], str(assets_dir), every=2, configs=configs, photos=[photo])
     assert "640x480 recall" in table and "yaw 0-15 deg" in table and ">= 288 px" in table
-    first = [line for line in table.splitlines() if line.startswith("| YuNet |")]
-    assert len(first) == 2 and set(rows) == {"YuNet", "BlazeFace ONNX"}
-    for line in [line for line in table.splitlines() if line.startswith("| BlazeFace ONNX |")][:1] + first[:1]:
-        recall, false, ms = (float(v) for v in line.split("|")[2:5])
+    for label in ("YuNet", "BlazeFace ONNX"):
+        recall_row, bins_row, agreement_row = [line for line in table.splitlines() if line.startswith(f"| {label} |")]
+        recall, false, ms = (float(v) for v in recall_row.split("|")[2:5])
         assert recall >= 75.0 and false <= 0.5 and ms > 0
+        cells = [c.strip() for c in agreement_row.split("|")[2:-1]]
+        assert cells[1] == "2"  # both faces of the photo
+        benchmark_iou, photo_iou = float(cells[0].split()[0]), float(cells[2].split()[0])
+        assert benchmark_iou > 0.7 and photo_iou > 0.7
+        if label == "YuNet":
+            assert benchmark_iou == photo_iou == 1.0  # the reference against itself
