@@ -19,6 +19,11 @@ Metrics (faces matched to ground truth by the IoU of their landmark boxes, Hunga
   >= 50 % of its landmarks are in the frame and not covered by another face; a track on a face less visible
   than that is neither a hit nor a false positive.
 - presence ROC: each reported face's ``presence`` against whether it matched a face (AUC, rates at 0.5).
+
+The detector tables (:func:`run_detector_comparison`): YuNet, MediaPipe's BlazeFace and the BlazeFace ONNX at
+several input sizes and with tiles, on the multi-face scenes plus a close-up and a 1080p crowd: recall, false
+detections and median ms per frame by frame size; recall by face size and by |yaw| (:class:`YawEstimator`); the
+agreement of their boxes with YuNet's and MediaPipe's, on those faces and on the shared photos.
 """
 
 from __future__ import annotations
