@@ -311,6 +311,13 @@ MANIFEST = (
         required=False,
     ),
     AssetFile(TEACHER_FILE, "4b0546e2fd13567917956efa8658b6d71fcae0f9c127fbbeb66c64bd341a9c6a", 3387582, None, required=False),
+    AssetFile(  # the --detector-model blazeface-onnx detector (MIT; byte-identical to StableView's commit c9aeed5)
+        "teacher/blazeface_320.onnx",
+        "ef918bc2ed542c89209f0f19b5096e1a097867b916c8c72e79edc1e36118aec2",
+        720348,
+        "https://raw.githubusercontent.com/Shubhamai/StableView/c9aeed5f2907de1c3287966b2d13d34b9a00e172/assets/model/blazeface-320.onnx",
+        required=False,
+    ),
     # the blendshape retargeting of video / demo / live (on by default) needs it; derived from ICT-FaceKit (MIT)
     AssetFile(ICT_FILE, "139e562375479b6cabb35cf5f6141784b9eb4d6928615669334dbab293041564", 9379289, None),
 )

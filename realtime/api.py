@@ -66,7 +66,8 @@ class FaceTrackerOptions:
         assets_dir: the asset folder (``None``: ``$DRTN_ASSETS``, then ``~/.cache/drtn/assets``).
         max_faces: most faces at once.
         min_detection_confidence: face detector score threshold in [0, 1].
-        detector_model: ``"yunet"`` or ``"blazeface"``.
+        detector_model: ``"yunet"`` (default), ``"blazeface"`` (MediaPipe Tasks) or ``"blazeface-onnx"`` (the BlazeFace
+            ONNX on ONNX Runtime); see :mod:`realtime.detector`.
         smoothing: One-Euro smoothing in VIDEO / LIVE_STREAM modes.
         threads: inference threads of the backend.
         result_callback: ``(FaceTrackerResult, image_bgr, timestamp_ms) -> None``, LIVE_STREAM only.

@@ -44,9 +44,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--detector-model",
-        choices=("yunet", "blazeface"),
+        choices=("yunet", "blazeface", "blazeface-onnx"),
         default="yunet",
-        help="face detector: yunet (OpenCV YuNet, multi-scale, profiles) or blazeface (MediaPipe Tasks, short range)",
+        help="face detector: yunet (OpenCV YuNet, multi-scale, profiles; fastest at equal recall), blazeface (MediaPipe "
+        "Tasks, short range: one close face) or blazeface-onnx (teacher/blazeface_320.onnx on ONNX Runtime, two scales)",
     )
     group.add_argument(
         "--detector-tiles",

@@ -1,14 +1,18 @@
-"""Face detection: MediaPipe Tasks BlazeFace or OpenCV's YuNet, model files from the asset folder.
+"""Face detection: OpenCV's YuNet, MediaPipe Tasks BlazeFace or a BlazeFace ONNX, model files from the asset folder.
 
-Current MediaPipe wheels (1.x) ship no models, so both detectors load theirs from the asset folder
+Current MediaPipe wheels (1.x) ship no models, so every detector loads its model from the asset folder
 (``--assets`` / ``DRTN_ASSETS``):
 
 - ``yunet`` (``detectors/face_detection_yunet_2023mar.onnx``, MIT): OpenCV's multi-scale detector with 5
   keypoints; faces of ~10-300 px per pass, profiles included.
 - ``blazeface`` (``mediapipe/blaze_face_short_range.tflite``, Apache-2.0): MediaPipe Tasks ``FaceDetector``,
   BlazeFace short range (faces within ~2 m: webcam use), 6 keypoints.
+- ``blazeface-onnx`` (``teacher/blazeface_320.onnx``, MIT, from Shubhamai/StableView): a BlazeFace backbone with
+  a RetinaFace-style SSD head (prior boxes on strides 8 and 16, variances 0.1 / 0.2, 5 keypoints), run on ONNX
+  Runtime (1 thread) at the frame's own size (after ``max_input_side_px``), padded to a multiple of 32, plus a
+  pass at longer side 320 px for large faces.
 
-Both return :class:`Detection` in full-frame pixels, best score first.
+All return :class:`Detection` in full-frame pixels, best score first.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ LOGGER = logging.getLogger(__name__)
 MODEL_FILES = {
     "yunet": "detectors/face_detection_yunet_2023mar.onnx",
     "blazeface": "mediapipe/blaze_face_short_range.tflite",
+    "blazeface-onnx": "teacher/blazeface_320.onnx",
 }
 
 
@@ -38,7 +43,8 @@ class DetectorOptions:
     """Options of :class:`FaceDetector`.
 
     Attributes:
-        model: ``"yunet"`` (default; multi-scale, profiles) or ``"blazeface"`` (MediaPipe Tasks, short range).
+        model: ``"yunet"`` (default; multi-scale, profiles), ``"blazeface"`` (MediaPipe Tasks, short range) or
+            ``"blazeface-onnx"`` (the StableView BlazeFace on ONNX Runtime; 5 keypoints like YuNet).
         min_confidence: detections scoring below this are dropped, in [0, 1].
         min_face_size_px: detections whose box side (mean of width and height) is smaller are dropped; the
             reconstruction of a face a few pixels wide is noise.
@@ -143,6 +149,127 @@ class _BlazeFace:
         self._detector.close()
 
 
+class _BlazeFaceOnnx:
+    """``teacher/blazeface_320.onnx`` on ONNX Runtime: SSD prior boxes decoded, then non-maximum suppression.
+
+    The network (input ``input`` (1, 3, H, W) float32 BGR in 0-255, as StableView feeds it; any H, W) puts
+    per prior box: ``boxes`` (1, N, 4) offsets ``(dx, dy, dw, dh)``, ``scores`` (1, N, 2) softmax (background,
+    face), ``landmark`` (1, N, 10) offsets of 5 points. Priors: on the stride-8 grid boxes of 8 and 11 px, on the
+    stride-16 grid 14, 19, 26, 38, 64 and 149 px, at cell centres, row-major with the sizes innermost; decoding
+    ``centre = prior_centre + d * 0.1 * prior_size``, ``size = prior_size * exp(d * 0.2)`` (keypoints like centres).
+    An input larger than 1.25 x 320 px is also run shrunk to 320 px (the priors end at 149 px: a close webcam face
+    is found there), and both passes' boxes are merged by IoU non-maximum suppression. Subtracting RetinaFace's
+    channel means (104, 117, 123) instead finds the same faces but adds 0.2-0.5 false detections per frame on the
+    tracking benchmark's distractors (raw pixels: 0.00-0.03).
+    """
+
+    STRIDES = (8, 16)
+    PRIOR_SIZES_PX = ((8.0, 11.0), (14.0, 19.0, 26.0, 38.0, 64.0, 149.0))
+    VARIANCES = (0.1, 0.2)
+    PAD_TO = 32
+    NATIVE_SIDE_PX = 320  # a second pass at this longer side on larger inputs finds the faces over ~150 px
+    NMS_IOU = 0.4
+    MAX_CANDIDATES = 750
+
+    def __init__(self, model_path: Path, options: DetectorOptions):
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise ImportError("the blazeface-onnx detector needs ONNX Runtime: pip install onnxruntime") from error
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = 1
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(model_path), session_options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime's own exception types (InvalidProtobuf, Fail, ...): not RuntimeErrors
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"ONNX Runtime cannot load it: {reason.split(' failed:')[-1].strip()}") from None
+        inputs = [(i.name, len(i.shape)) for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if len(inputs) != 1 or inputs[0][1] != 4 or outputs != ["boxes", "scores", "landmark"]:
+            raise ValueError(f"not the BlazeFace ONNX detector (inputs {inputs}, outputs {outputs})")
+        self._input = inputs[0][0]
+        self._min_confidence = options.min_confidence
+        self._priors: dict[tuple[int, int], np.ndarray] = {}
+
+    def _priors_for(self, height: int, width: int) -> np.ndarray:
+        """(N, 4) prior boxes ``(cx, cy, w, h)`` in input pixels of a padded (height, width) input."""
+        key = (height, width)
+        if key not in self._priors:
+            blocks = []
+            for stride, sizes in zip(self.STRIDES, self.PRIOR_SIZES_PX):
+                ys, xs = np.meshgrid(np.arange(height // stride), np.arange(width // stride), indexing="ij")
+                centres = (np.stack([xs.ravel(), ys.ravel()], axis=1) + 0.5) * stride
+                block = np.empty((len(centres), len(sizes), 4), np.float32)
+                block[:, :, :2] = centres[:, None, :]
+                block[:, :, 2:] = np.asarray(sizes, np.float32)[None, :, None]
+                blocks.append(block.reshape(-1, 4))
+            self._priors[key] = np.concatenate(blocks)
+        return self._priors[key]
+
+    def __call__(self, image_bgr: np.ndarray) -> list[tuple[np.ndarray, float, np.ndarray]]:
+        height, width = image_bgr.shape[:2]
+        candidates = [self._candidates(image_bgr, 1.0)]
+        if max(height, width) > 1.25 * self.NATIVE_SIDE_PX:  # large faces: the priors stop at 149 px
+            shrink = self.NATIVE_SIDE_PX / max(height, width)
+            small = cv2.resize(
+                image_bgr, (max(round(width * shrink), 1), max(round(height * shrink), 1)), interpolation=cv2.INTER_AREA
+            )
+            candidates.append(self._candidates(small, width / small.shape[1]))
+        box = np.concatenate([c[0] for c in candidates])
+        if len(box) == 0:
+            return []
+        score = np.concatenate([c[1] for c in candidates])
+        points = np.concatenate([c[2] for c in candidates])
+        order = np.argsort(-score, kind="stable")
+        box, score, points = box[order], score[order], points[order]
+        return [(box[i], float(score[i]), points[i]) for i in _box_nms(box, self.NMS_IOU)]
+
+    def _candidates(self, image_bgr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decoded boxes (M, 4) xyxy, scores (M,), keypoints (M, 5, 2) above the confidence threshold, in the
+        pixels of ``image_bgr`` times ``scale``."""
+        height, width = image_bgr.shape[:2]
+        padded_h = -(-height // self.PAD_TO) * self.PAD_TO
+        padded_w = -(-width // self.PAD_TO) * self.PAD_TO
+        blob = np.zeros((1, 3, padded_h, padded_w), np.float32)  # black padding on the right and bottom
+        blob[0, :, :height, :width] = image_bgr.transpose(2, 0, 1)
+        boxes, scores, landmarks = self._session.run(None, {self._input: blob})
+        priors = self._priors_for(padded_h, padded_w)
+        if boxes.shape[1] != len(priors):
+            raise RuntimeError(f"blazeface-onnx: {boxes.shape[1]} outputs for {len(priors)} prior boxes")
+        score = scores[0, :, 1]
+        keep = np.flatnonzero(score >= self._min_confidence)
+        keep = keep[np.argsort(-score[keep], kind="stable")][: self.MAX_CANDIDATES]
+        prior = priors[keep].astype(np.float64)
+        delta = boxes[0, keep].astype(np.float64)
+        centre = prior[:, :2] + delta[:, :2] * self.VARIANCES[0] * prior[:, 2:]
+        size = prior[:, 2:] * np.exp(delta[:, 2:] * self.VARIANCES[1])
+        box = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+        offsets = landmarks[0, keep].astype(np.float64).reshape(-1, 5, 2)
+        points = prior[:, None, :2] + offsets * self.VARIANCES[0] * prior[:, None, 2:]
+        return box * scale, score[keep].astype(np.float64), points * scale
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _box_nms(boxes: np.ndarray, iou_threshold: float) -> list[int]:
+    """Indices of the boxes kept by greedy IoU non-maximum suppression; ``boxes`` (N, 4) xyxy, best first."""
+    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
+    order = np.arange(len(boxes))
+    kept = []
+    while len(order):
+        first, rest = order[0], order[1:]
+        kept.append(int(first))
+        width = np.clip(np.minimum(boxes[first, 2], boxes[rest, 2]) - np.maximum(boxes[first, 0], boxes[rest, 0]), 0.0, None)
+        height = np.clip(np.minimum(boxes[first, 3], boxes[rest, 3]) - np.maximum(boxes[first, 1], boxes[rest, 1]), 0.0, None)
+        inter = width * height
+        iou = inter / np.maximum(areas[first] + areas[rest] - inter, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return kept
+
+
 def _non_maximum_suppression(detections: list[Detection], iou_threshold: float) -> list[Detection]:
     """Keep the best-scoring of boxes overlapping more than ``iou_threshold`` (intersection over the smaller box,
     so a face cut by a tile border does not survive beside its whole box)."""
@@ -176,7 +303,9 @@ class FaceDetector:
         self.options = options or DetectorOptions()
         model_path = find_assets(assets_dir, required=(MODEL_FILES[self.options.model],)).path(MODEL_FILES[self.options.model])
         try:
-            self._impl = (_YuNet if self.options.model == "yunet" else _BlazeFace)(model_path, self.options)
+            self._impl = {"yunet": _YuNet, "blazeface": _BlazeFace, "blazeface-onnx": _BlazeFaceOnnx}[self.options.model](
+                model_path, self.options
+            )
         except (cv2.error, RuntimeError, ValueError) as error:  # a corrupt model file: one line naming it
             reason = (
                 "OpenCV cannot parse it"

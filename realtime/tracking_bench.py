@@ -19,6 +19,11 @@ Metrics (faces matched to ground truth by the IoU of their landmark boxes, Hunga
   >= 50 % of its landmarks are in the frame and not covered by another face; a track on a face less visible
   than that is neither a hit nor a false positive.
 - presence ROC: each reported face's ``presence`` against whether it matched a face (AUC, rates at 0.5).
+
+The detector tables (:func:`run_detector_comparison`): YuNet, MediaPipe's BlazeFace and the BlazeFace ONNX at
+several input sizes and with tiles, on the multi-face scenes plus a close-up and a 1080p crowd: recall, false
+detections and median ms per frame by frame size; recall by face size and by |yaw| (:class:`YawEstimator`); the
+agreement of their boxes with YuNet's and MediaPipe's, on those faces and on the shared photos.
 """
 
 from __future__ import annotations
@@ -330,21 +335,82 @@ def markdown(results: dict[str, dict[str, GroupStats]], note: str = "") -> str:
 
 # ------------------------------------------------------------------------------------------ detectors
 DETECTOR_CONFIGS = (  # (label, DetectorOptions keyword arguments)
+    ("YuNet, longer side 320", dict(model="yunet", max_input_side_px=320)),
     ("YuNet, longer side 640 (default)", dict(model="yunet", max_input_side_px=640)),
     ("YuNet, longer side 960", dict(model="yunet", max_input_side_px=960)),
     ("YuNet, full resolution", dict(model="yunet", max_input_side_px=0)),
     ("YuNet, 640 + tiles", dict(model="yunet", max_input_side_px=640, tiles=True)),
     ("BlazeFace short range (Tasks)", dict(model="blazeface", max_input_side_px=0)),
+    ("BlazeFace short range (Tasks), 640 + tiles", dict(model="blazeface", max_input_side_px=640, tiles=True)),
+    ("BlazeFace ONNX, longer side 320", dict(model="blazeface-onnx", max_input_side_px=320)),
+    ("BlazeFace ONNX, longer side 640 (+ a 320 pass)", dict(model="blazeface-onnx", max_input_side_px=640)),
+    ("BlazeFace ONNX, 640 (+ 320) + tiles", dict(model="blazeface-onnx", max_input_side_px=640, tiles=True)),
 )
+SIZE_BINS_PX = (20.0, 64.0, 128.0, 192.0, 288.0)  # face size sqrt(w * h) of the landmark box, px: bins between, the last open
+YAW_BINS_DEG = (0.0, 15.0, 30.0)  # |yaw|: 0-15, 15-30, >= 30 (the held-out faces turn up to ~50)
 
 
-def _detection_hits(truths, detections) -> tuple[int, int, int]:
-    """(counted faces, of them found, detections on nothing): a detection finds a face when its centre lies in
-    the face's landmark box and its size is within a factor 2 of the face's."""
-    counted = [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
-    used, found = set(), 0
+def _bin_labels(edges: tuple[float, ...], unit: str) -> list[str]:
+    return [f"{a:g}-{b:g}{unit}" for a, b in zip(edges, edges[1:])] + [f">= {edges[-1]:g}{unit}"]
+
+
+def _bin_of(value: float, edges: tuple[float, ...]) -> int:
+    return int(np.searchsorted(np.asarray(edges), value, side="right")) - 1
+
+
+class YawEstimator:
+    """|yaw| of a face from its 68 ground-truth landmarks, degrees (0 = frontal): the 3DMM's mean face
+    (``landmarks68_bases_v2.json``), turned by each yaw and pitch of a grid (2 and 5 degree steps), projected
+    orthographically and fitted to the 51 inner landmarks (brows, eyes, nose, mouth: the jaw line of a turned 300W
+    face is its silhouette, not the model's jaw) by a 2D similarity (roll, scale, shift); the best yaw of the grid.
+
+    A label for binning the benchmark's faces (the held-out 300W photos turn up to ~60 degrees), not a tracker.
+    """
+
+    YAWS_DEG = np.arange(-90.0, 90.1, 2.0)
+    PITCHES_DEG = np.arange(-40.0, 40.1, 5.0)
+
+    def __init__(self, assets_dir: str | None):
+        from drtn.assets import find_assets, load_json_asset
+
+        path = find_assets(assets_dir).path("bfm/landmarks68_bases_v2.json")
+        mean = np.asarray(load_json_asset(path, keys=("u_base",))["u_base"], np.float64).reshape(68, 3)[17:]
+        mean = mean - mean.mean(axis=0)
+        yaw, pitch = np.meshgrid(np.radians(self.YAWS_DEG), np.radians(self.PITCHES_DEG), indexing="ij")
+        yaw, pitch = yaw.ravel(), pitch.ravel()
+        x, y, z = mean.T
+        turned_x = np.cos(yaw)[:, None] * x + np.sin(yaw)[:, None] * z  # R = Rx(pitch) @ Ry(yaw)
+        turned_z = -np.sin(yaw)[:, None] * x + np.cos(yaw)[:, None] * z
+        turned_y = np.cos(pitch)[:, None] * y - np.sin(pitch)[:, None] * turned_z
+        self._projections = turned_x + 1j * turned_y  # (G, 51) model points seen from each grid pose, y up
+        self._yaws = np.degrees(yaw)
+
+    def __call__(self, landmarks_xy: np.ndarray) -> float:
+        points = np.asarray(landmarks_xy, np.float64)[17:]
+        target = points[:, 0] - 1j * points[:, 1]  # image y down -> up
+        target = target - target.mean()
+        projections = self._projections
+        similarity = (np.conj(projections) @ target) / np.sum(np.abs(projections) ** 2, axis=1)  # roll + scale
+        residual = np.sum(np.abs(target[None] - similarity[:, None] * projections) ** 2, axis=1)
+        return float(abs(self._yaws[int(np.argmin(residual))]))
+
+
+def _counted(truths) -> list:
+    return [t for t in truths if t.visible >= VISIBLE_FOR_COUNT and t.size >= MIN_FACE_FOR_COUNT_PX]
+
+
+def _match_detections(truths, detections) -> tuple[list[tuple[object, object]], int]:
+    """Each counted face with the detection that found it (``None``: missed), and the number of detections on
+    nothing.
+
+    A detection finds a face when its centre lies in the face's landmark box and its size is within a factor 2
+    of the face's; each detection finds one face at most. A detection on a hidden or tiny face is not a false one.
+    """
+    counted = _counted(truths)
+    used, outcome = set(), []
     for truth in counted:
         box = _landmark_box(truth.landmarks)
+        hit = None
         for index, detection in enumerate(detections):
             center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
             side = math.sqrt(
@@ -357,22 +423,57 @@ def _detection_hits(truths, detections) -> tuple[int, int, int]:
                 and 0.5 < side / truth.size < 2.0
             ):
                 used.add(index)
-                found += 1
+                hit = detection
                 break
+        outcome.append((truth, hit))
     on_any = set()
-    for index, detection in enumerate(detections):  # a detection on a hidden or tiny face is not a false one
+    for index, detection in enumerate(detections):
         center = (detection.box_xyxy[:2] + detection.box_xyxy[2:]) / 2
         if any(b[0] <= center[0] <= b[2] and b[1] <= center[1] <= b[3] for b in (_landmark_box(t.landmarks) for t in truths)):
             on_any.add(index)
-    return len(counted), found, len(detections) - len(on_any)
+    return outcome, len(detections) - len(on_any)
 
 
-def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS) -> str:
+def _detection_hits(truths, detections) -> tuple[int, int, int]:
+    """(counted faces, of them found, detections on nothing); see :func:`_match_detections`."""
+    outcome, false = _match_detections(truths, detections)
+    return len(outcome), sum(hit is not None for _, hit in outcome), false
+
+
+def _percent(found: int, total: int) -> str:
+    return f"{100 * found / total:.1f}" if total else "-"
+
+
+def _iou_cell(ious: list[float]) -> str:
+    if not ious:
+        return "-"
+    return f"{float(np.median(ious)):.2f} ({100 * float(np.mean(np.asarray(ious) > 0.5)):.0f} %)"
+
+
+def shared_photos(data) -> list[np.ndarray]:
+    """The shared sample photos (``samples/images`` beside the data folder), BGR; empty when absent."""
+    import cv2
+
+    folder = Path(data).parent / "samples" / "images"
+    images = [cv2.imread(str(path)) for path in sorted(folder.glob("*")) if path.suffix.lower() in (".jpg", ".png")]
+    return [image for image in images if image is not None]
+
+
+def run_detector_comparison(
+    scenes: list[Scene], assets_dir: str | None, every: int = 4, configs=DETECTOR_CONFIGS, yaw=None, photos=None
+) -> str:
     """Recall, false detections and cost of each detector setting on the multi-face scenes (every ``every``-th
-    frame), by frame size, as a markdown table."""
+    frame), by frame size; then recall by face size and by |yaw| (all frame sizes together); then the agreement
+    of the boxes with YuNet's and MediaPipe's (when among ``configs``) on those faces and on ``photos``; markdown.
+
+    Args:
+        yaw: ``landmarks (68, 2) -> |yaw| degrees`` (default :class:`YawEstimator` on the asset folder).
+        photos: BGR images for the box agreement (e.g. :func:`shared_photos`).
+    """
     from realtime.detector import DetectorOptions, FaceDetector
 
-    sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"})
+    yaw = yaw or YawEstimator(assets_dir)
+    sizes = sorted({scene.size for scene in scenes if scene.kind == "multi"}, key=lambda s: s[0] * s[1])
     frames = {
         size: [
             f
@@ -382,26 +483,126 @@ def run_detector_comparison(scenes: list[Scene], assets_dir: str | None, every: 
         ]
         for size in sizes
     }
+    size_labels, yaw_labels = _bin_labels(SIZE_BINS_PX, " px"), _bin_labels(YAW_BINS_DEG, " deg")
+    size_totals, yaw_totals = [0] * len(size_labels), [0] * len(yaw_labels)
+    truth_bins = {}  # (frame size, frame number, face id) -> (size bin, yaw bin)
+    for size in sizes:
+        for number, frame in enumerate(frames[size]):
+            for truth in _counted(frame.truths):
+                bins = (_bin_of(truth.size, SIZE_BINS_PX), _bin_of(yaw(truth.landmarks), YAW_BINS_DEG))
+                truth_bins[(size, number, truth.face_id)] = bins
+                size_totals[bins[0]] += 1
+                yaw_totals[bins[1]] += 1
     lines = [
-        f"Detectors on the multi-face scenes (every {every}th frame): recall of visible faces %, false detections per frame, ms per frame",
+        f"Detectors on the multi-face scenes (every {every}th frame; 640x480 with a close-up of two large faces, 1920x1080 "
+        "a crowd of eight smaller ones): recall of visible faces %, false detections per frame, median ms per frame (OpenCV and ONNX Runtime on 1 thread)",
         "",
         "| detector | " + " | ".join(f"{w}x{h} recall | FP/frame | ms" for w, h in sizes) + " |",
         "|---|" + "---:|" * (3 * len(sizes)),
     ]
-    for label, kwargs in configs:
-        cells = []
-        with FaceDetector(DetectorOptions(**kwargs), assets_dir) as detector:
+    by_bin = [
+        "",
+        "The same detections: recall % by face size (sqrt(w*h) of the landmark box) and by |yaw| (the mean 3DMM face "
+        "fitted to the true landmarks), all frame sizes together; faces per bin in the header",
+        "",
+        "| detector | "
+        + " | ".join(f"{label} ({n})" for label, n in zip(size_labels, size_totals))
+        + " | "
+        + " | ".join(f"yaw {label} ({n})" for label, n in zip(yaw_labels, yaw_totals))
+        + " |",
+        "|---|" + "---:|" * (len(size_labels) + len(yaw_labels)),
+    ]
+    from contextlib import ExitStack
+
+    import cv2
+
+    cv2_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # YuNet on one thread, like the ONNX Runtime detector
+    with ExitStack() as stack:
+        stack.callback(cv2.setNumThreads, cv2_threads)
+        detectors = [stack.enter_context(FaceDetector(DetectorOptions(**kwargs), assets_dir)) for _, kwargs in configs]
+        for detector in detectors:
             detector.detect(frames[sizes[0]][0].image)  # warm up
-            for size in sizes:
-                counted = found = false = 0
-                tick = time.perf_counter()
-                for frame in frames[size]:
-                    c, f, x = _detection_hits(frame.truths, detector.detect(frame.image))
-                    counted, found, false = counted + c, found + f, false + x
-                ms = 1000 * (time.perf_counter() - tick) / max(len(frames[size]), 1)
-                cells.append(f"{100 * found / max(counted, 1):.1f} | {false / max(len(frames[size]), 1):.2f} | {ms:.1f}")
+        # every frame through every detector in turn (the order rotating), so that a busy moment of the machine
+        # falls on all of them; the cost is the median over the frames
+        seconds = {(row, size): [] for row in range(len(configs)) for size in sizes}
+        tallies = {(row, size): [0, 0, 0] for row in range(len(configs)) for size in sizes}  # counted, found, false
+        size_found = [[0] * len(size_labels) for _ in configs]
+        yaw_found = [[0] * len(yaw_labels) for _ in configs]
+        boxes = {}  # (row, frame size, frame number, face id) -> the box that found the face
+        turn = 0
+        for size in sizes:
+            for number, frame in enumerate(frames[size]):
+                turn += 1
+                for offset in range(len(configs)):
+                    row = (turn + offset) % len(configs)
+                    tick = time.perf_counter()
+                    detections = detectors[row].detect(frame.image)
+                    seconds[(row, size)].append(time.perf_counter() - tick)
+                    outcome, extra = _match_detections(frame.truths, detections)
+                    tally = tallies[(row, size)]
+                    tally[0], tally[2] = tally[0] + len(outcome), tally[2] + extra
+                    for truth, detection in outcome:
+                        hit = detection is not None
+                        tally[1] += hit
+                        size_bin, yaw_bin = truth_bins[(size, number, truth.face_id)]
+                        size_found[row][size_bin] += hit
+                        yaw_found[row][yaw_bin] += hit
+                        if hit:
+                            boxes[(row, size, number, truth.face_id)] = detection.box_xyxy
+        photo_found = [[d.detect(image) for image in photos or []] for d in detectors]
+    references = [
+        (name, next((row for row, (_, kwargs) in enumerate(configs) if kwargs == wanted), None))
+        for name, wanted in (
+            ("YuNet 640", dict(model="yunet", max_input_side_px=640)),
+            ("MediaPipe", dict(model="blazeface", max_input_side_px=0)),
+        )
+    ]
+    references = [(name, ref) for name, ref in references if ref is not None]
+    agreement = [
+        "",
+        "Box agreement: IoU of each detector's box with the reference's box on the same face, median (and % > 0.5); "
+        f"benchmark faces both found, then the {len(photos or [])} shared photos (every face the reference finds, "
+        "missed = IoU 0)",
+        "",
+        "| detector | "
+        + " | ".join(f"benchmark IoU with {name}" for name, _ in references)
+        + (" | photos: faces | " + " | ".join(f"photo IoU with {name}" for name, _ in references) if photos else "")
+        + " |",
+        "|---|" + "---:|" * (len(references) + ((1 + len(references)) if photos else 0)),
+    ]
+    for row, (label, _) in enumerate(configs):
+        cells = []
+        for _, ref in references:
+            ious = [
+                _iou(box, boxes[(ref,) + key[1:]]) for key, box in boxes.items() if key[0] == row and (ref,) + key[1:] in boxes
+            ]
+            cells.append(_iou_cell(ious))
+        if photos:
+            cells.append(str(sum(len(found) for found in photo_found[row])))
+            for _, ref in references:
+                ious = [
+                    max((_iou(face.box_xyxy, mine.box_xyxy) for mine in mine_found), default=0.0)
+                    for ref_found, mine_found in zip(photo_found[ref], photo_found[row])
+                    for face in ref_found
+                ]
+                cells.append(_iou_cell(ious))
+        agreement.append(f"| {label} | " + " | ".join(cells) + " |")
+    for row, (label, _) in enumerate(configs):
+        cells = []
+        for size in sizes:
+            counted, found, false = tallies[(row, size)]
+            ms = 1000 * float(np.median(seconds[(row, size)])) if seconds[(row, size)] else float("nan")
+            cells.append(f"{_percent(found, counted)} | {false / max(len(frames[size]), 1):.2f} | {ms:.1f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        by_bin.append(
+            f"| {label} | "
+            + " | ".join(_percent(f, n) for f, n in zip(size_found[row], size_totals))
+            + " | "
+            + " | ".join(_percent(f, n) for f, n in zip(yaw_found[row], yaw_totals))
+            + " |"
+        )
+    return "\n".join(lines + by_bin + (agreement if references else []))
 
 
 def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] | None = None, flip_average: bool = False):
@@ -461,6 +662,34 @@ def build_rows(assets_dir: str | None, threads: int = 1, only: tuple[str, ...] |
     return [make() for name, make in specs.items() if only is None or name in only]
 
 
+def detector_scenes(data, scale: str, scenes: list[Scene]) -> list[Scene]:
+    """The multi-face scenes of ``scenes``, a 640x480 webcam close-up of two large faces (0.55-0.9 of the frame
+    height; 60 frames, 16 tiny) and a 1920x1080 crowd of eight smaller faces (27-324 px; 120 frames, 16 tiny)."""
+    from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
+
+    crowd = load_held_out_faces(data, 10, seed=7)
+    return [s for s in scenes if s.kind == "multi"] + [
+        multi_face_scene(
+            crowd[8:],
+            seed=78,
+            frames=16 if scale == "tiny" else 60,
+            size=(640, 480),
+            distractors=2,
+            name="multi-640x480-closeup",
+            face_range=(0.55, 0.9),
+        ),
+        multi_face_scene(
+            crowd[:8],
+            seed=77,
+            frames=16 if scale == "tiny" else 120,
+            size=(1920, 1080),
+            distractors=8,
+            name="multi-1920x1080-0",
+            face_range=(0.025, 0.3),
+        ),
+    ]
+
+
 def run_tracking_bench(args: argparse.Namespace) -> int:
     """``main.py bench --tracking``: print (and with ``-o`` write) the markdown tables.
 
@@ -487,17 +716,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
         f"of held-out faces (300W HELEN test + AFW), seeded; {time.perf_counter() - start:.0f} s"
     )
     table = markdown(results, note)
-    detector_scenes = [s for s in scenes if s.kind == "multi"]
-    if scale == "full":
-        from realtime.tracking_scenes import load_held_out_faces, multi_face_scene
-
-        crowd = load_held_out_faces(data, 8, seed=7)
-        detector_scenes.append(
-            multi_face_scene(
-                crowd, seed=77, frames=120, size=(1920, 1080), distractors=8, name="multi-1920x1080-0", face_range=(0.05, 0.3)
-            )
-        )
-    table += "\n\n" + run_detector_comparison(detector_scenes, assets)
+    table += "\n\n" + run_detector_comparison(detector_scenes(data, scale, scenes), assets, photos=shared_photos(data))
     print(table)
     output = getattr(args, "output", None)
     if output:
