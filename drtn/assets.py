@@ -384,8 +384,9 @@ def fetch_assets(
         AssetError: a download failed or did not match its checksum (the message names file and URL); files
             fetched before it stay in place.
     """
-    import tempfile
     import urllib.request
+
+    from drtn.outputs import atomic_write
 
     root = Path(root)
     for status in check_asset_folder(root, manifest):
@@ -393,21 +394,17 @@ def fetch_assets(
         url = f"{mirror.rstrip('/')}/{entry.relative}" if mirror else entry.url
         if status.ok or url is None:
             continue
-        target = root / entry.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part", delete=False)
-        try:
+        # downloaded to a temporary file beside the target, checked, then renamed; removed on any error
+        with atomic_write(root / entry.relative, temp_suffix=".part") as handle:
             try:
-                with handle, urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - pinned origins or the user's mirror
+                with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - pinned origins or the user's mirror
                     while chunk := response.read(1 << 20):
                         handle.write(chunk)
             except OSError as error:  # URLError is an OSError
                 raise AssetError(f"cannot fetch {entry.relative} from {url}: {error}") from None
+            handle.flush()
             if _file_state(Path(handle.name), entry) != "ok":
                 raise AssetError(
                     f"{url}: checksum mismatch for {entry.relative} (expected sha256 {entry.sha256[:16]}..., {entry.size} bytes); not installed"
                 )
-            os.replace(handle.name, target)
-        finally:
-            Path(handle.name).unlink(missing_ok=True)
     return check_asset_folder(root, manifest)

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from drtn.assets import Assets, find_assets, load_json_asset, load_npy_asset, load_pickle_asset, user_cache_root
+from drtn.outputs import atomic_write
 from drtn.params import NUM_EXP, NUM_ID, FaceParams, ParamStats
 
 LOGGER = logging.getLogger(__name__)
@@ -336,10 +335,7 @@ def _disk_cached(kind: str, inputs: tuple[np.ndarray, ...], compute) -> dict[str
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` atomically to ``path``; a read-only cache is logged at debug level and skipped."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz", delete=False)
-        with handle:
-            np.savez(handle, **arrays)
-        os.replace(handle.name, path)
+        with atomic_write(path, temp_suffix=".npz", fsync=False) as file:  # a cache: recomputed if ever lost
+            np.savez(file, **arrays)
     except OSError as error:
         LOGGER.debug("cannot cache the mesh layout at %s: %s", path, error)

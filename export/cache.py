@@ -1,8 +1,9 @@
 """Per-user cache folder, content hashes and atomic file writes shared by the export package.
 
 The cache lives in ``$DRTN_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/drtn`` (``~/.cache/drtn``). Every file in
-it is written to a temporary file in the same folder and moved into place with :func:`os.replace`, so a reader
-sees either the old complete file or the new complete file, never a half-written one.
+it is written to a temporary file in the same folder, fsynced and moved into place with :func:`os.replace`
+(:func:`drtn.outputs.atomic_write`, re-exported here as ``atomic_write_bytes`` / ``atomic_write_text``), so a
+reader sees either the old complete file or the new complete file, never a half-written one.
 
 A cached file that is run (an exported ONNX model) also gets a hash record beside it, ``<name>.sha256``, written
 after the file (:func:`record_content_hash`). :func:`verify_content_hash` compares the file's SHA-256 with that
@@ -15,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from drtn.assets import user_cache_root
+from drtn.outputs import atomic_write_bytes, atomic_write_text  # noqa: F401 (one implementation, in drtn; re-exported)
 from export.contract import sha256_file  # noqa: F401 (one implementation; re-exported for the cache's users)
 
 HASH_RECORD_SUFFIX = ".sha256"
@@ -35,30 +36,6 @@ def user_cache_dir(subfolder: str | None = None) -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, :func:`os.replace`).
-
-    Creates the parent folder. On any error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def hash_record_path(path: str | os.PathLike) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from drtn.outputs import atomic_write
 
 from .config import DRTNConfig
 from .network import DRTN
@@ -73,17 +74,8 @@ def save_checkpoint(path: str | os.PathLike, model: DRTN, extra: Mapping[str, An
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **extra,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:  # temp file beside it, fsync, rename; removed on error
+        torch.save(checkpoint, file)
     logger.info("saved %s checkpoint to %s", model.config.name, path)
     return path
 

@@ -162,12 +162,12 @@ def test_read_only_folder_is_refused(work, capsys):
 def test_too_little_free_space_is_refused_up_front(work, capsys, monkeypatch):
     import shutil
 
-    import realtime.outputs
+    import drtn.outputs
 
     def nearly_full(path):
         return shutil._ntuple_diskusage(100 * 2**30, 100 * 2**30 - 2**20, 2**20)  # 1 MiB free
 
-    monkeypatch.setattr(realtime.outputs.shutil, "disk_usage", nearly_full)
+    monkeypatch.setattr(drtn.outputs.shutil, "disk_usage", nearly_full)
     before = _tree(work)
     code, err = _run_main(["video", str(work / "X.mp4"), "-o", str(work / "o.mp4")], capsys)
     assert code == 2 and "only 1.0 MiB free" in err and "need at least 64 MiB" in err, err
