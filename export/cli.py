@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
@@ -132,6 +131,7 @@ def run_export(args: argparse.Namespace) -> int:
     from drtn.assets import find_assets
     from drtn.mirror import MirrorMap
     from drtn.morphable import MorphableModel
+    from drtn.outputs import ONNX_SUFFIXES, Output, check_output_paths
     from export.cache import sha256_file
     from export.onnx_export import export_onnx, load_network, resolve_checkpoint
 
@@ -146,12 +146,8 @@ def run_export(args: argparse.Namespace) -> int:
             raise BackendUnavailableError(reason)
     checkpoint = resolve_checkpoint(args.checkpoint)
     output = args.output or Path(f"{checkpoint.stem}.onnx")
-    if (
-        output.suffix.lower() != ".onnx"
-        or output.resolve() == checkpoint.resolve()
-        or (output.exists() and os.path.samefile(output, checkpoint))
-    ):
-        raise ValueError(f"-o {output}: expected a new .onnx file name (not the checkpoint {checkpoint})")
+    # before anything loads: not the checkpoint (nor its check images), an .onnx name, a writable folder
+    check_output_paths([Output(output, "-o", ONNX_SUFFIXES)], [checkpoint, args.check_images])
     assets = find_assets(args.assets)
     morphable = MorphableModel.load(assets)
     network = load_network(checkpoint)
@@ -211,7 +207,27 @@ def _report_tensorrt(args, onnx_path: Path, morphable, real_crops, crop_size: in
 
 
 # ---------------------------------------------------------------------------------------------- bench
+def bench_inputs(args: argparse.Namespace) -> list:
+    """The files and folders a ``bench`` run reads (whichever mode): ``--model``, ``--source``, ``--data``."""
+    source = getattr(args, "source", None)
+    return [
+        getattr(args, "model", None),
+        None if source is None or str(source).strip().isdigit() else source,  # a camera index is not a file
+        getattr(args, "data", None),
+    ]
+
+
+def check_bench_output(args: argparse.Namespace) -> None:
+    """``bench -o TABLE``: a .md / .markdown / .txt file that is none of the inputs, in a writable folder; checked
+    before the benchmark runs (every mode: backends, ``--pipeline``, ``--tracking``, ``--soak``)."""
+    from drtn.outputs import TABLE_SUFFIXES, Output, check_output_paths
+
+    if getattr(args, "output", None) is not None:
+        check_output_paths([Output(Path(args.output), "-o", TABLE_SUFFIXES)], bench_inputs(args))
+
+
 def run_bench(args: argparse.Namespace) -> int:
+    check_bench_output(args)
     if args.pipeline:
         # the pipeline benchmark lives in realtime (which depends on export, not the reverse); its CLI registers
         # the handler on this parser (realtime.cli.register)
@@ -245,7 +261,7 @@ def run_bench(args: argparse.Namespace) -> int:
     table = report.markdown()
     print(table)
     if args.output is not None:
-        from export.cache import atomic_write_text
+        from drtn.outputs import atomic_write_text
 
         atomic_write_text(args.output, table + "\n")
     return 0

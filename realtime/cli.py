@@ -297,6 +297,9 @@ def _tracking_or_soak_or(handler):
     :func:`realtime.soak.run_soak_command`, else ``handler`` (export's backend benchmark)."""
 
     def run(args: argparse.Namespace) -> int:
+        from export.cli import check_bench_output
+
+        check_bench_output(args)  # -o refused before any mode runs (one line, exit 2)
         if getattr(args, "tracking", False):
             from realtime.tracking_bench import run_tracking_bench
 

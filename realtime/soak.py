@@ -148,7 +148,7 @@ def run_soak_command(args: argparse.Namespace) -> int:
     table = report.markdown()
     print(table)
     if getattr(args, "output", None):
-        from export.cache import atomic_write_text
+        from drtn.outputs import atomic_write_text
 
         atomic_write_text(args.output, table + "\n")
     return 0

@@ -720,6 +720,7 @@ def run_tracking_bench(args: argparse.Namespace) -> int:
     print(table)
     output = getattr(args, "output", None)
     if output:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        Path(output).write_text(table + "\n", encoding="utf-8")
+        from drtn.outputs import atomic_write_text
+
+        atomic_write_text(output, table + "\n")  # checked before the run (export.cli.check_bench_output)
     return 0

@@ -24,6 +24,56 @@ def config_path(text: str) -> Path:
     )
 
 
+def _check_outputs(outputs, inputs) -> None:
+    """:func:`drtn.outputs.check_output_paths` (imported here: ``main.py --help`` stays light)."""
+    from drtn.outputs import check_output_paths
+
+    check_output_paths(outputs, inputs)
+
+
+def check_train_outputs(args, model: str | None) -> None:
+    """``train``: refuse bad output paths before any asset, corpus or model is loaded (one line naming the path).
+
+    ``--package PT``: a .pt / .pth / .ckpt file that is neither the run's ``OUT/last.pt`` nor ``--average-with``;
+    ``--pack NPZ``: an .npz file; training: ``--out`` (and ``--work``, which holds labels and corpora) a folder or
+    a new path whose nearest existing folder is writable, ``OUT/last.pt`` not one of the inputs. ``model`` is the
+    config's model name (the default ``--out`` is ``WORK/<model>``).
+    """
+    from drtn.outputs import CHECKPOINT_SUFFIXES, NPZ_SUFFIXES, Output
+
+    out = Path(args.out or Path(args.work) / (model or args.model))
+    if args.package:
+        _check_outputs([Output(Path(args.package), "--package", CHECKPOINT_SUFFIXES)], [out / "last.pt", args.average_with])
+        return
+    config = config_path(args.config) if args.config else None
+    if args.pack:
+        _check_outputs(
+            [Output(Path(args.pack), "--pack", NPZ_SUFFIXES), Output(Path(args.work), "--work", folder=True)],
+            [config, args.data, args.video_records],
+        )
+        return
+    outputs = [Output(out, "--out", folder=True), Output(out / "last.pt", "--out", CHECKPOINT_SUFFIXES)]
+    if not args.packed:
+        outputs.append(Output(Path(args.work), "--work", folder=True))
+    _check_outputs(outputs, [config, args.packed, None if args.resume else args.resume_from])
+
+
+def check_eval_outputs(args) -> None:
+    """``eval``: ``--out`` a folder (``report.md`` and ``ced_<set>.png`` go there, none of them an input: the
+    checkpoints, the AFLW2000 folder), ``--cache`` a folder; checked before anything is loaded."""
+    from drtn.outputs import Output
+
+    out = Path(args.out)
+    names = [s for s in args.splits.split(",") if s] + [f"{s}_profiled" for s in args.profiled.split(",") if s]
+    if args.aflw2000:
+        names.append(Path(args.aflw2000).name)
+    outputs = [Output(out, "--out", folder=True), Output(out / "report.md", "--out", (".md",))]
+    outputs += [Output(out / f"ced_{name}.png", "--out", (".png",)) for name in names]
+    if args.cache:
+        outputs.append(Output(Path(args.cache), "--cache", folder=True))
+    _check_outputs(outputs, [args.checkpoint, args.baseline, args.aflw2000])
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="fit labels, build the corpus, train a DRTN model (resumable)")
     train.add_argument("--data", default="../shared/data", help="landmark corpus folder (300w/, youtube_faces_68/, infanface/)")
@@ -263,6 +313,7 @@ def run_train(args) -> int:
     if args.package:
         from training.trainer import package_weights
 
+        check_train_outputs(args, None)
         source = Path(args.out or Path(args.work) / args.model) / "last.pt"
         if not source.is_file():
             raise FileNotFoundError(f"nothing to package: {source} does not exist")
@@ -276,8 +327,6 @@ def run_train(args) -> int:
             package_weights(source, args.package, note=note, average_with=args.average_with, weight=args.average_weight),
         )
         return 0
-    assets = _assets(args)
-    morphable = MorphableModel.load(assets)
     values = json.loads(config_path(args.config).read_text()) if args.config else {}
     overrides = {
         "model": args.model if args.model != "drtn_rt" or "model" not in values else None,
@@ -291,6 +340,12 @@ def run_train(args) -> int:
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     config = TrainConfig.from_dict(values)
+    out = Path(args.out or Path(args.work) / config.model)
+    if not args.pack and not args.resume and (out / "last.pt").is_file():  # before the corpus is built, not after
+        raise ValueError(f"{out / 'last.pt'} exists: pass --resume to continue it or choose another --out")
+    check_train_outputs(args, config.model)
+    assets = _assets(args)
+    morphable = MorphableModel.load(assets)
     if args.pack:
         from training.pack import MIB, pack_corpus
 
@@ -303,7 +358,6 @@ def run_train(args) -> int:
         corpus = unpack_corpus(args.packed)
     else:
         corpus = prepare_corpus(args, assets, morphable)
-    out = Path(args.out or Path(args.work) / config.model)
     trainer = Trainer(config, corpus, morphable, out)
     if args.resume and trainer.checkpoint_path().is_file():
         trainer.resume(trainer.checkpoint_path())
@@ -320,9 +374,14 @@ def run_train(args) -> int:
 
 def run_ablation_command(args) -> int:
     from drtn.morphable import MorphableModel
+    from drtn.outputs import Output
     from training.ablation import run_ablation
     from training.trainer import TrainConfig
 
+    _check_outputs(
+        [Output(Path(args.out), "--out", folder=True), Output(Path(args.work), "--work", folder=True)],
+        [config_path(args.config) if args.config else None],
+    )
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     corpus = prepare_corpus(args, assets, morphable)
@@ -355,6 +414,7 @@ def run_eval(args) -> int:
     from training import evaluate as ev
     from training.teacher import peer_predictor
 
+    check_eval_outputs(args)
     assets = _assets(args)
     morphable = MorphableModel.load(assets)
     teacher = peer_predictor(assets)  # the peer's column, and the initial guess of the ground-truth yaw fits

@@ -82,7 +82,9 @@ def test_folder_output_refusals(tmp_path, make, out, pattern):
 
 def test_folder_output_may_exist_or_be_new(tmp_path):
     (tmp_path / "run").mkdir()
-    check_output_paths([Output(tmp_path / "run", "--out", folder=True), Output(tmp_path / "new" / "deep", "--work", folder=True)])
+    check_output_paths(
+        [Output(tmp_path / "run", "--out", folder=True), Output(tmp_path / "new" / "deep", "--work", folder=True)]
+    )
     assert _tree(tmp_path) == ["run"]  # nothing created
 
 
