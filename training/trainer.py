@@ -263,8 +263,7 @@ class Trainer:
             raise ValueError(f"{path}: not a training checkpoint (no optimiser state / step): packaged weights?")
         saved = json.loads(state.get("train_config", "{}"))
         mine = _config_dict(self.config)
-        ignored = {"device", "loader_workers", "threads", "time_budget_s", "max_steps", "checkpoint_every", "log_every"}
-        differ = sorted(k for k in saved if k not in ignored and k in mine and saved[k] != mine[k])
+        differ = config_differences(saved, mine)
         if differ:
             raise ValueError(
                 f"{path}: trained with another config ({', '.join(f'{k}={saved[k]!r}' for k in differ)}): "
@@ -455,6 +454,17 @@ def _append_jsonl(path: Path, record: dict) -> None:
         handle.write(json.dumps(record) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+# what may change when a run is resumed (machine and bookkeeping); every other TrainConfig key must match
+RESUME_MAY_CHANGE = frozenset(
+    {"device", "loader_workers", "threads", "time_budget_s", "max_steps", "checkpoint_every", "log_every"}
+)
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys of a checkpoint's ``train_config`` that differ from ``current`` (both as :func:`_config_dict`)."""
+    return sorted(k for k in saved if k not in RESUME_MAY_CHANGE and k in current and saved[k] != current[k])
 
 
 def _config_dict(config: TrainConfig) -> dict:
