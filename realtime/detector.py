@@ -28,6 +28,7 @@ import numpy as np
 from drtn.assets import find_assets
 from drtn.configs import check_known_keys
 from realtime.sources import to_bgr
+from realtime.tracker import box_iou
 
 LOGGER = logging.getLogger(__name__)
 
@@ -256,17 +257,12 @@ class _BlazeFaceOnnx:
 
 def _box_nms(boxes: np.ndarray, iou_threshold: float) -> list[int]:
     """Indices of the boxes kept by greedy IoU non-maximum suppression; ``boxes`` (N, 4) xyxy, best first."""
-    areas = np.maximum(boxes[:, 2] - boxes[:, 0], 0.0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
     order = np.arange(len(boxes))
     kept = []
     while len(order):
         first, rest = order[0], order[1:]
         kept.append(int(first))
-        width = np.clip(np.minimum(boxes[first, 2], boxes[rest, 2]) - np.maximum(boxes[first, 0], boxes[rest, 0]), 0.0, None)
-        height = np.clip(np.minimum(boxes[first, 3], boxes[rest, 3]) - np.maximum(boxes[first, 1], boxes[rest, 1]), 0.0, None)
-        inter = width * height
-        iou = inter / np.maximum(areas[first] + areas[rest] - inter, 1e-9)
-        order = rest[iou <= iou_threshold]
+        order = rest[box_iou(boxes[first], boxes[rest])[0] <= iou_threshold]
     return kept
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.tracker import box_iou
 from realtime.tracking_scenes import Scene, SceneFrame, default_data_dir, standard_scenes
 
 LOGGER = logging.getLogger(__name__)
@@ -60,11 +61,7 @@ def _landmark_box(points: np.ndarray) -> np.ndarray:
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(box_iou(a, b)[0, 0])
 
 
 @dataclass
