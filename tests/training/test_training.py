@@ -223,9 +223,11 @@ def test_kind_repeats_multiply_source_repeats(tiny_corpus, morphable, tmp_path):
         TrainConfig(kind_repeats={"real": 1.5})
 
 
-def test_mirror_teacher_target_is_mirror_consistent_and_trains(tiny_corpus, morphable, tmp_path):
+@pytest.mark.parametrize("shift", [0, 4])
+def test_mirror_teacher_target_is_mirror_consistent_and_trains(tiny_corpus, morphable, tmp_path, shift):
     """The self-distillation target of a crop's mirror image is the mirror of the crop's target (exact in pose:
-    the pose mirror is an involution), and a run with it adds the term to the objective."""
+    the pose mirror is an involution, and the shifted views are symmetric), and a run with it adds the term to
+    the objective."""
     from drtn.mirror import MirrorMap
     from drtn.model import default_weights_path
 
@@ -240,6 +242,7 @@ def test_mirror_teacher_target_is_mirror_consistent_and_trains(tiny_corpus, morp
         max_steps=2,
         mirror_teacher=str(default_weights_path()),
         mirror_teacher_weight=1.0,
+        mirror_teacher_shift=shift,
     )
     batch = make_batch(tiny_corpus, np.arange(4), seed=0, epoch=0, config=AugmentConfig())
     images = torch.from_numpy(batch.images)
@@ -252,3 +255,60 @@ def test_mirror_teacher_target_is_mirror_consistent_and_trains(tiny_corpus, morp
     trainer.train()
     logged = [json.loads(line) for line in (tmp_path / "mt" / "metrics.jsonl").read_text().splitlines()]
     assert any("distill" in record and record["distill"] > 0 for record in logged)
+
+
+def test_shifted_teacher_views_cut_the_moved_boxes_and_map_back_exactly(morphable):
+    """The shifted views are what drtn.crop cuts for the moved ROI boxes (replicated border), and the offset
+    maps params predicted on a view back to the crop: the landmarks land where they are in the crop."""
+    import cv2
+
+    from training.trainer import shifted_views, view_to_crop_offset
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+    views = shifted_views(torch.from_numpy(crop.normalize_crops(image[None])), 5)
+    assert [offset for offset, _ in views] == [(0, 0), (-5, -5), (-5, 5), (5, -5), (5, 5)]
+    for (dx, dy), view in views:
+        box = np.array([dx, dy, dx + 120, dy + 120], dtype=np.float64)
+        expected = cv2.warpAffine(
+            image, crop.image_to_crop_affine(box), (120, 120), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        assert np.array_equal(view.numpy(), crop.normalize_crops(expected[None]))
+    assert len(shifted_views(torch.zeros(2, 3, 120, 120), 0)) == 1
+    params = morphable.stats.mean[None].astype(np.float64).repeat(2, 0)
+    params[1, 3] += 4.0
+    in_crop = crop.model_to_crop(morphable.landmarks_model(params))[:, :2]
+    for dx, dy in [(3, -7), (-5, 5)]:
+        on_view = params - view_to_crop_offset(dx, dy).double().numpy()  # what a perfect model predicts on the view
+        in_view = crop.model_to_crop(morphable.landmarks_model(on_view))[:, :2]
+        assert np.allclose(in_view, in_crop - np.array([dx, dy])[None, :, None], atol=1e-6)
+    with pytest.raises(ValueError, match="mirror_teacher_shift"):
+        TrainConfig(mirror_teacher_shift=3)
+    with pytest.raises(ValueError, match="mirror_teacher_shift"):
+        TrainConfig(mirror_teacher="x.pt", mirror_teacher_weight=1.0, mirror_teacher_shift=-1)
+
+
+def test_mirror_teacher_in_onnxruntime_gives_the_torch_target(tiny_corpus, morphable, tmp_path):
+    """The teacher's ONNX Runtime export (the fast path for ten views per crop) gives the torch target."""
+    from drtn.model import default_weights_path
+
+    with pytest.raises(ValueError, match="mirror_teacher_runtime"):
+        TrainConfig(mirror_teacher="x.pt", mirror_teacher_weight=1.0, mirror_teacher_runtime="tensorflow")
+    targets = []
+    for runtime in ("torch", "onnxruntime"):
+        trainer = _tiny_trainer(
+            tiny_corpus,
+            morphable,
+            tmp_path / runtime,
+            max_steps=1,
+            mirror_teacher=str(default_weights_path()),
+            mirror_teacher_weight=1.0,
+            mirror_teacher_shift=3,
+            mirror_teacher_runtime=runtime,
+        )
+        assert (trainer.teacher_session is not None) == (runtime == "onnxruntime")
+        batch = make_batch(tiny_corpus, np.arange(4), seed=0, epoch=0, config=AugmentConfig())
+        targets.append(trainer.mirror_teacher_target(torch.from_numpy(batch.images)).double().numpy())
+    scale = np.abs(targets[0]).max(axis=0) + 1e-6
+    assert np.abs(targets[0] - targets[1]).max() > 0  # two runtimes really ran
+    assert (np.abs(targets[0] - targets[1]) / scale).max() < 1e-3
