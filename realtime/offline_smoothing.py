@@ -13,8 +13,11 @@ frames and smooth frame ``t`` with the same track's frames ``t - L .. t + L``:
   with no lag; the fit's own weights are computed from the frames' timestamps, so a skipped frame or an
   uneven frame rate is handled;
 - a *segment* is a run of frames in which the track is present in every frame (as the causal smoother, which
-  forgets a track the first frame it is missing): windows are cut at a segment's ends (asymmetric there, the
-  degree lowered when fewer than ``degree + 1`` frames exist), so a track never borrows frames across a gap;
+  forgets a track the first frame it is missing): windows are cut at a segment's ends, so a track never borrows
+  frames across a gap; at a track's start and at the end of the source they are asymmetric (the degree lowered
+  when fewer than ``degree + 1`` frames exist), and before the end of a track that was *lost* symmetric (the
+  last outputs of a face leaving or being hidden are its worst; an asymmetric fit let them pull the frames
+  before it: ``OfflineSmoothingOptions.edges``);
 - the pose is composed back with each frame's own crop box and the faces rebuilt from the smoothed parameters
   by :meth:`realtime.pipeline.FacePipeline.faces_from_params` (landmarks, angles, mesh, blendshapes), so
   records and drawings agree. The tracker's crop boxes never see the smoothed values (it follows the raw

@@ -13,7 +13,10 @@ or destroyed (see ``docs/realtime.md``, "Safety"):
 - a write error (a full disk) stops the job at that frame with one line naming the file; the last records
   line is never cut (the file is truncated back to the last whole frame) and the partial files are kept;
 - Ctrl-C, SIGTERM and SIGHUP let the current frame finish (video and records hold the same frames), then
-  raise :class:`StopRequested` (exit status 128 + signal: 130, 143, 129); a second signal stops at once.
+  raise :class:`StopRequested` (exit status 128 + signal: 130, 143, 129); a second signal stops at once;
+- with offline smoothing (the pipeline's ``smoothing.mode == "offline"``, ``video``'s default) frames are written
+  a few frames late (:mod:`realtime.offline_smoothing`); the frames held back are written at the end, on a stop
+  and after a pipeline error (not after a write error), so no processed frame is lost.
 
 One record per face per frame, JSONL or CSV, with a schema version and the source's name, size and frame rate
 (presence, blendshapes when computed): see :mod:`realtime.records`. ``output_path=None`` writes the records only
