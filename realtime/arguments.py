@@ -130,6 +130,15 @@ def pipeline_options_from_args(
     choice = smoothing_choice(args, default_smoothing)
     smoothing = SmoothingOptions(enabled=choice != "off", mode="offline" if choice == "offline" else "causal")
     lag = getattr(args, "smooth_lag", None)
+    causal_flags = [
+        f"--smooth-{n}" for n in ("min-cutoff", "beta") if getattr(args, f"smooth_{n.replace('-', '_')}", None) is not None
+    ]
+    if causal_flags and choice != "causal":
+        LOGGER.warning(
+            "%s set the causal filter; smoothing is %s here (--smoothing causal to use them)", ", ".join(causal_flags), choice
+        )
+    if lag is not None and choice != "offline":
+        LOGGER.warning("--smooth-lag sets the offline smoother; smoothing is %s here", choice)
     if lag is not None:
         if lag < 0:
             raise ValueError(f"--smooth-lag: expected >= 0 frames, got {lag}")

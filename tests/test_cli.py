@@ -192,3 +192,12 @@ def test_smoothing_flag_per_command():
 def test_live_refuses_offline_smoothing(capsys):
     assert main(["live", "--smoothing", "offline"]) == 2
     assert "live needs causal or off" in capsys.readouterr().err
+
+
+def test_causal_filter_flags_warn_when_smoothing_is_offline(caplog):
+    from realtime.arguments import pipeline_options_from_args
+
+    args = build_parser().parse_args(["video", "x.mp4", "--smooth-beta", "2"])
+    with caplog.at_level("WARNING"):
+        pipeline_options_from_args(args, default_smoothing="offline")
+    assert "--smooth-beta set the causal filter; smoothing is offline" in caplog.text
