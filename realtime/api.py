@@ -68,7 +68,10 @@ class FaceTrackerOptions:
         min_detection_confidence: face detector score threshold in [0, 1].
         detector_model: ``"yunet"`` (default), ``"blazeface"`` (MediaPipe Tasks) or ``"blazeface-onnx"`` (the BlazeFace
             ONNX on ONNX Runtime); see :mod:`realtime.detector`.
-        smoothing: One-Euro smoothing in VIDEO / LIVE_STREAM modes.
+        smoothing: causal smoothing in VIDEO / LIVE_STREAM modes (each result returned with its own frame, as
+            ``live``). The two-sided offline smoother of ``main.py video`` returns results frames late, which
+            ``detect_for_video`` cannot: put a :class:`realtime.offline_smoothing.FixedLagSmoother` behind a
+            :class:`realtime.pipeline.FacePipeline` for that (docs/realtime.md, "Offline smoothing").
         threads: inference threads of the backend.
         result_callback: ``(FaceTrackerResult, image_bgr, timestamp_ms) -> None``, LIVE_STREAM only.
     """

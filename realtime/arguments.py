@@ -16,6 +16,21 @@ LOGGER = logging.getLogger(__name__)
 DEFAULT_BACKEND = "onnxruntime"
 # export.backends.BACKEND_KINDS, spelled out so that building the parser imports nothing (a test keeps them equal)
 BACKEND_CHOICES = ("onnxruntime", "torch", "tensorrt", "teacher")
+SMOOTHING_CHOICES = ("offline", "causal", "off")
+
+
+def smoothing_choice(args: argparse.Namespace, default: str = "causal") -> str:
+    """``offline`` / ``causal`` / ``off`` from ``--smoothing`` and ``--no-smoothing`` (``default`` when neither).
+
+    Raises:
+        ValueError: ``--no-smoothing`` with another ``--smoothing``.
+    """
+    chosen = getattr(args, "smoothing", None)
+    if getattr(args, "no_smoothing", False):
+        if chosen not in (None, "off"):
+            raise ValueError(f"--no-smoothing contradicts --smoothing {chosen}: pass one of them")
+        return "off"
+    return chosen or default
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +70,22 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
         help="on frames larger than 800 px also detect on 2x2 tiles: more small faces, ~5x the detection cost",
     )
     group.add_argument("--min-detection-confidence", type=float, default=0.5, help="detector score threshold (default 0.5)")
-    group.add_argument("--no-smoothing", action="store_true", help="turn the temporal smoothing off")
+    group.add_argument(
+        "--smoothing",
+        choices=SMOOTHING_CHOICES,
+        default=None,
+        help="temporal smoothing: offline (two-sided, zero lag, outputs held back --smooth-lag frames; video's default), "
+        "causal (live's default, the only choice there) or off",
+    )
+    group.add_argument("--no-smoothing", action="store_true", help="turn the temporal smoothing off (= --smoothing off)")
+    group.add_argument(
+        "--smooth-lag",
+        type=int,
+        default=None,
+        metavar="FRAMES",
+        help="--smoothing offline: frames each side of a frame in its window, i.e. the output delay (default: the "
+        "benchmark's winner)",
+    )
     group.add_argument(
         "--flip-average",
         action="store_true",
@@ -77,8 +107,17 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, result_callback=None):
-    """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`."""
+def pipeline_options_from_args(
+    args: argparse.Namespace, running_mode=None, result_callback=None, default_smoothing: str = "causal"
+):
+    """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`.
+
+    Args:
+        default_smoothing: the smoothing without ``--smoothing`` / ``--no-smoothing``: ``video`` passes
+            ``"offline"``; ``live`` and the API keep ``"causal"``.
+    """
+    from dataclasses import replace
+
     from realtime.detector import DetectorOptions
     from realtime.pipeline import PipelineOptions, RunningMode
     from realtime.smoothing import MotionFilterConfig, SmoothingOptions
@@ -88,7 +127,22 @@ def pipeline_options_from_args(args: argparse.Namespace, running_mode=None, resu
         value = getattr(args, flag, None)
         if value is not None and not math.isfinite(value):
             raise ValueError(f"--{flag.replace('_', '-')}: expected a finite number, got {value}")
-    smoothing = SmoothingOptions(enabled=not args.no_smoothing)
+    choice = smoothing_choice(args, default_smoothing)
+    smoothing = SmoothingOptions(enabled=choice != "off", mode="offline" if choice == "offline" else "causal")
+    lag = getattr(args, "smooth_lag", None)
+    causal_flags = [
+        f"--smooth-{n}" for n in ("min-cutoff", "beta") if getattr(args, f"smooth_{n.replace('-', '_')}", None) is not None
+    ]
+    if causal_flags and choice != "causal":
+        LOGGER.warning(
+            "%s set the causal filter; smoothing is %s here (--smoothing causal to use them)", ", ".join(causal_flags), choice
+        )
+    if lag is not None and choice != "offline":
+        LOGGER.warning("--smooth-lag sets the offline smoother; smoothing is %s here", choice)
+    if lag is not None:
+        if lag < 0:
+            raise ValueError(f"--smooth-lag: expected >= 0 frames, got {lag}")
+        smoothing = replace(smoothing, offline=replace(smoothing.offline, lag_frames=lag))
     overrides = {
         name: value for name, value in (("min_cutoff", args.smooth_min_cutoff), ("beta", args.smooth_beta)) if value is not None
     }

@@ -119,6 +119,11 @@ class PipelineOptions:
             raise ValueError("PipelineOptions: LIVE_STREAM mode needs a result_callback")
         if self.running_mode is not RunningMode.LIVE_STREAM and self.result_callback is not None:
             raise ValueError(f"PipelineOptions: result_callback is only used in LIVE_STREAM mode, not {self.running_mode.name}")
+        if self.running_mode is RunningMode.LIVE_STREAM and self.smoothing.offline_enabled:
+            raise ValueError(
+                "PipelineOptions: offline smoothing delays each result by frames still to come; "
+                "LIVE_STREAM mode needs smoothing mode 'causal' (or smoothing off)"
+            )
         if self.flip_pose not in POSE_MODES:
             raise ValueError(f"PipelineOptions.flip_pose: expected one of {POSE_MODES}, got {self.flip_pose!r}")
 
@@ -460,7 +465,9 @@ class FacePipeline:
         tracks = list(self.tracker.tracks)
         faces: list[FaceResult] = []
         if tracks:
-            faces = self._reconstruct_tracks(image, tracks, frame.timestamp_ms, timings, smooth=not image_mode)
+            faces = self._reconstruct_tracks(
+                image, tracks, frame.timestamp_ms, timings, smooth=not image_mode and self.options.smoothing.causal
+            )
         else:
             self.smoother.retain([])
             self.tracker.update([], np.zeros((0, 68, 2)), (width, height))  # the frame counts (lost ids' memory)
@@ -529,6 +536,27 @@ class FacePipeline:
         timings["smooth"] += (time.perf_counter() - tick) * 1000
 
         tick = time.perf_counter()
+        faces = self.faces_from_params(track_ids, params, roi_boxes, [scores[t] for t in track_ids], presence)
+        timings["reconstruct"] += (time.perf_counter() - tick) * 1000
+        return faces
+
+    def faces_from_params(
+        self, track_ids, params: np.ndarray, roi_boxes: np.ndarray, detection_scores, presence
+    ) -> list[FaceResult]:
+        """The :class:`FaceResult` of each face from its parameters: everything derived from them (landmarks, pose
+        angles, dense vertices, blendshapes) computed here, so the offline smoother
+        (:mod:`realtime.offline_smoothing`) rebuilds a face from its smoothed parameters the same way.
+
+        Args:
+            track_ids: (N,) ints.
+            params: (N, 62) de-normalised, each relative to its ``roi_boxes`` row.
+            roi_boxes: (N, 4) crop boxes, image pixels.
+            detection_scores, presence: (N,) floats, carried into the results.
+        Returns:
+            the faces sorted by track id.
+        """
+        params = np.asarray(params, dtype=np.float32).reshape(-1, NUM_PARAMS)
+        roi_boxes = np.asarray(roi_boxes, dtype=np.float64).reshape(-1, 4)
         landmarks = self._landmarks_image(params, roi_boxes).astype(np.float32)
         angles = pose_angles_degrees(params)
         if self.options.compute_dense:
@@ -554,12 +582,11 @@ class FacePipeline:
                 pitch=float(angles[row, 1]),
                 roll=float(angles[row, 2]),
                 vertices_image=dense[row],
-                detection_score=float(scores[track_id]),
+                detection_score=float(detection_scores[row]),
                 blendshapes=blendshapes[row],
                 presence=float(presence[row]),
             )
             for row, track_id in enumerate(track_ids)
         ]
         faces.sort(key=lambda face: face.track_id)
-        timings["reconstruct"] += (time.perf_counter() - tick) * 1000
         return faces

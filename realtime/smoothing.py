@@ -88,6 +88,51 @@ class MotionFilterConfig:
 
 
 POSE_GROUPS = ("rotation", "translation", "scale", "stretch")
+SMOOTHING_MODES = ("causal", "offline")
+KERNELS = ("uniform", "tricube", "gaussian")
+EDGE_MODES = ("asymmetric", "symmetric", "symmetric-lost")
+
+
+@dataclass(frozen=True)
+class OfflineSmoothingOptions:
+    """The fixed-lag, two-sided smoother of :mod:`realtime.offline_smoothing` (``video``'s default).
+
+    Each frame's output is a weighted least-squares polynomial fit over the same track's frames ``t - lag_frames
+    .. t + lag_frames`` (fewer at a track's ends and the video's end), evaluated at ``t``: a polynomial of degree
+    2 follows constant velocity and constant acceleration with no lag. Outputs come ``lag_frames`` frames late.
+
+    Attributes:
+        lag_frames: half-width of the window, frames (the output delay).
+        pose_order: polynomial degree for the pose parts (rotation, translation, scale, stretch).
+        shape_order: polynomial degree for identity and expression (divided by ``ParamStats.std``).
+        kernel: weights over the window by distance from ``t``: ``uniform`` (Savitzky-Golay), ``tricube``
+            (LOESS) or ``gaussian`` (sigma = half the window).
+        edges: ``asymmetric``: near a track's ends the window holds what there is on each side (up to
+            ``lag_frames``); ``symmetric``: as many frames after as before (so a track's first and last frames
+            are passed as they are); ``symmetric-lost`` (default): symmetric only before the end of a track that
+            was lost (a face leaving or hidden: its last outputs are its worst, and an asymmetric fit let them
+            pull the frames before), asymmetric at a track's start and at the end of the source.
+
+    Defaults tuned on the tracking benchmark's scene seeds 1 and 2 (docs/realtime.md, "Offline smoothing").
+    """
+
+    lag_frames: int = 8
+    pose_order: int = 2
+    shape_order: int = 2
+    kernel: str = "tricube"
+    edges: str = "symmetric-lost"
+
+    def __post_init__(self) -> None:
+        for name in ("lag_frames", "pose_order", "shape_order"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise ValueError(f"OfflineSmoothingOptions.{name}: expected an integer >= 0, got {value!r}")
+        if self.lag_frames > 60:
+            raise ValueError(f"OfflineSmoothingOptions.lag_frames: expected at most 60 frames, got {self.lag_frames}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"OfflineSmoothingOptions.kernel: expected one of {KERNELS}, got {self.kernel!r}")
+        if self.edges not in EDGE_MODES:
+            raise ValueError(f"OfflineSmoothingOptions.edges: expected one of {EDGE_MODES}, got {self.edges!r}")
 
 
 @dataclass(frozen=True)
@@ -97,15 +142,37 @@ class SmoothingOptions:
     The defaults won the tracking benchmark's moving faces (``main.py bench --tracking``; tuned on another
     seed's scenes, docs/realtime.md): rotation, the noisiest part, is smoothed hardest and opened least by
     speed (beta 3); translation and scale follow the head closely.
+
+    ``mode``: ``"causal"`` (the default; ``live``, the API) smooths each frame as it is processed, with the
+    filters below. ``"offline"`` (``video``'s default) leaves :meth:`FacePipeline.process`'s results unsmoothed:
+    a :class:`realtime.offline_smoothing.FixedLagSmoother` (which ``realtime.video.process_video`` and the
+    tracking benchmark put behind the pipeline) smooths them ``offline.lag_frames`` frames late, two-sided.
+    Not allowed in LIVE_STREAM mode.
     """
 
     enabled: bool = True
+    mode: str = "causal"
     rotation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=2.0, beta=3.0))
     translation: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=20.0))
     scale: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     stretch: MotionFilterConfig = field(default_factory=lambda: MotionFilterConfig(min_cutoff=4.0, beta=10.0))
     identity: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=0.3, beta=0.5))
     expression: OneEuroConfig = field(default_factory=lambda: OneEuroConfig(min_cutoff=2.0, beta=1.0))
+    offline: OfflineSmoothingOptions = field(default_factory=OfflineSmoothingOptions)
+
+    def __post_init__(self) -> None:
+        if self.mode not in SMOOTHING_MODES:
+            raise ValueError(f"SmoothingOptions.mode: expected one of {SMOOTHING_MODES}, got {self.mode!r}")
+
+    @property
+    def causal(self) -> bool:
+        """Whether :class:`FaceSmoother` smooths in the pipeline (on, ``mode="causal"``)."""
+        return self.enabled and self.mode == "causal"
+
+    @property
+    def offline_enabled(self) -> bool:
+        """Whether a :class:`realtime.offline_smoothing.FixedLagSmoother` smooths the results (on, ``mode="offline"``)."""
+        return self.enabled and self.mode == "offline"
 
     @classmethod
     def from_dict(cls, values: dict) -> "SmoothingOptions":
@@ -113,8 +180,10 @@ class SmoothingOptions:
         check_known_keys(cls, values)
         out = {}
         for key, value in values.items():
-            if key != "enabled" and isinstance(value, dict):
-                kind = MotionFilterConfig if key in POSE_GROUPS else OneEuroConfig
+            if key not in ("enabled", "mode") and isinstance(value, dict):
+                kind = (
+                    MotionFilterConfig if key in POSE_GROUPS else OfflineSmoothingOptions if key == "offline" else OneEuroConfig
+                )
                 check_known_keys(kind, value, owner=f"SmoothingOptions.{key}")
                 value = kind(**value)
             out[key] = value
@@ -257,6 +326,57 @@ def compose_pose(image_pose: ImagePose, roi_box: np.ndarray, crop_size: int = CR
 
 _UPPER = np.triu_indices(3)
 _ROTATION, _TRANSLATION, _SCALE, _STRETCH = slice(0, 4), slice(4, 7), slice(7, 8), slice(8, 14)
+POSE_VECTOR_SIZE = 14  # 4 quaternion + 3 pivot position + 1 log scale + 6 stretch (upper triangle)
+
+
+def pose_to_vector(
+    pose: np.ndarray,
+    roi_box: np.ndarray,
+    pivot_model: np.ndarray,
+    reference_size_px: float,
+    previous_quaternion: np.ndarray | None = None,
+    crop_size: int = CROP_SIZE,
+) -> np.ndarray:
+    """One face's pose as the (14,) vector the smoothers filter (see the module docstring).
+
+    Args:
+        pose: (12,) or (3, 4) ``[s*R | t]`` relative to ``roi_box`` (the parameters' first 12).
+        roi_box: (4,) ``(x0, y0, x1, y1)`` crop box, image pixels.
+        pivot_model: (3,) model-space point whose image position is the translation.
+        reference_size_px: the pivot position is divided by it (the track's first box side).
+        previous_quaternion: (4,) the track's previous rotation; the quaternion is put on its hemisphere
+            (``q`` and ``-q`` are the same rotation).
+    Returns:
+        (14,) float64: unit quaternion (w, x, y, z), pivot (x, y, depth) / ``reference_size_px``, log scale
+        (pixels per model unit), the stretch's upper triangle.
+    """
+    image_pose = decompose_pose(pose, roi_box, crop_size)
+    quaternion = rotation_to_quaternion(image_pose.rotation)
+    if previous_quaternion is not None and float(quaternion @ previous_quaternion) < 0:
+        quaternion = -quaternion
+    linear = image_pose.scale_px * image_pose.rotation @ image_pose.stretch
+    pivot_px = image_pose.translation_px + _FLIP_Y @ (linear @ pivot_model)
+    return np.concatenate(
+        [quaternion, pivot_px / reference_size_px, [math.log(image_pose.scale_px)], image_pose.stretch[_UPPER]]
+    )
+
+
+def vector_to_pose(
+    vector: np.ndarray, roi_box: np.ndarray, pivot_model: np.ndarray, reference_size_px: float, crop_size: int = CROP_SIZE
+) -> np.ndarray:
+    """Inverse of :func:`pose_to_vector` (the quaternion renormalised): the (12,) pose relative to ``roi_box``."""
+    vector = np.asarray(vector, dtype=np.float64)
+    stretch = np.zeros((3, 3))
+    stretch[_UPPER] = vector[_STRETCH]
+    stretch = stretch + np.triu(stretch, 1).T
+    scale_px, rotation = math.exp(float(vector[7])), quaternion_to_rotation(vector[_ROTATION])
+    image_pose = ImagePose(
+        scale_px=scale_px,
+        rotation=rotation,
+        stretch=stretch,
+        translation_px=vector[_TRANSLATION] * reference_size_px - _FLIP_Y @ (scale_px * rotation @ stretch @ pivot_model),
+    )
+    return compose_pose(image_pose, roi_box, crop_size).reshape(-1)
 
 
 class _TrackFilter:
@@ -334,30 +454,13 @@ class FaceSmoother:
         time_s = timestamp_ms / 1000.0
         out = params.copy()
         for row, (track_id, face, box) in enumerate(zip(track_ids, params, roi_boxes)):
-            pose = decompose_pose(face[:12], box, self.crop_size)
             state = self._tracks.get(int(track_id))
             if state is None:
                 state = self._tracks[int(track_id)] = _TrackFilter(self.options, reference_size_px=box[2] - box[0])
-            quaternion = rotation_to_quaternion(pose.rotation)
-            if state.pose.value is not None and float(quaternion @ state.pose.value[_ROTATION]) < 0:
-                quaternion = -quaternion  # q and -q are the same rotation: stay on the filter's hemisphere
-            pivot_px = pose.translation_px + _FLIP_Y @ (pose.scale_px * pose.rotation @ pose.stretch @ self._pivot)
-            vector = np.concatenate(
-                [quaternion, pivot_px / state.reference_size_px, [math.log(pose.scale_px)], pose.stretch[_UPPER]]
-            )
+            previous = state.pose.value[_ROTATION] if state.pose.value is not None else None
+            vector = pose_to_vector(face[:12], box, self._pivot, state.reference_size_px, previous, self.crop_size)
             vector = state.pose(vector, time_s, state.head_speed())
-            stretch = np.zeros((3, 3))
-            stretch[_UPPER] = vector[_STRETCH]
-            stretch = stretch + np.triu(stretch, 1).T
-            scale_px, rotation = math.exp(float(vector[7])), quaternion_to_rotation(vector[_ROTATION])
-            smoothed = ImagePose(
-                scale_px=scale_px,
-                rotation=rotation,
-                stretch=stretch,
-                translation_px=vector[_TRANSLATION] * state.reference_size_px
-                - _FLIP_Y @ (scale_px * rotation @ stretch @ self._pivot),
-            )
-            out[row, :12] = compose_pose(smoothed, box, self.crop_size).reshape(-1)
+            out[row, :12] = vector_to_pose(vector, box, self._pivot, state.reference_size_px, self.crop_size)
             for part, state_filter in ((ID_SLICE, state.identity), (EXP_SLICE, state.expression)):
                 std = self._shape_std[part]
                 out[row, part] = state_filter(face[part] / std, time_s) * std

@@ -129,6 +129,7 @@ def run_soak_command(args: argparse.Namespace) -> int:
     from realtime.arguments import create_backend
     from realtime.bench import default_clip
     from realtime.pipeline import PipelineOptions
+    from realtime.smoothing import SmoothingOptions
     from realtime.threads import limit_blas_threads
 
     limit_blas_threads(1)
@@ -139,9 +140,9 @@ def run_soak_command(args: argparse.Namespace) -> int:
     kinds = getattr(args, "backends", None) or ["onnxruntime"]
     backend = create_backend(kinds[0], assets, threads=max(getattr(args, "threads", None) or [2]))
     try:
-        report = run_soak(
-            backend, clip, int(args.soak), PipelineOptions(assets_dir=assets), renderer=getattr(args, "renderer", None) or "cv"
-        )
+        # video's defaults: offline smoothing (its frames held back are part of the memory measured)
+        options = PipelineOptions(assets_dir=assets, smoothing=SmoothingOptions(mode="offline"))
+        report = run_soak(backend, clip, int(args.soak), options, renderer=getattr(args, "renderer", None) or "cv")
     finally:
         if hasattr(backend, "close"):
             backend.close()

@@ -13,7 +13,10 @@ or destroyed (see ``docs/realtime.md``, "Safety"):
 - a write error (a full disk) stops the job at that frame with one line naming the file; the last records
   line is never cut (the file is truncated back to the last whole frame) and the partial files are kept;
 - Ctrl-C, SIGTERM and SIGHUP let the current frame finish (video and records hold the same frames), then
-  raise :class:`StopRequested` (exit status 128 + signal: 130, 143, 129); a second signal stops at once.
+  raise :class:`StopRequested` (exit status 128 + signal: 130, 143, 129); a second signal stops at once;
+- with offline smoothing (the pipeline's ``smoothing.mode == "offline"``, ``video``'s default) frames are written
+  a few frames late (:mod:`realtime.offline_smoothing`); the frames held back are written at the end, on a stop
+  and after a pipeline error (not after a write error), so no processed frame is lost.
 
 One record per face per frame, JSONL or CSV, with a schema version and the source's name, size and frame rate
 (presence, blendshapes when computed): see :mod:`realtime.records`. ``output_path=None`` writes the records only
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import cv2
 
+from realtime.offline_smoothing import FixedLagSmoother
 from realtime.outputs import MIN_FREE_BYTES, RECORDS_SUFFIXES, VIDEO_SUFFIXES, Output, check_output_paths, partial_path
 from realtime.pipeline import FacePipeline, FaceResult
 from realtime.records import SourceInfo, csv_header, serialize_records
@@ -225,7 +229,10 @@ def process_video(
     Args:
         source: an open frame source (its ``fps`` and ``frame_size`` set the output's; its ``path``, when it
             has one, may not be an output).
-        pipeline: a VIDEO-mode pipeline.
+        pipeline: a VIDEO-mode pipeline. With its ``options.smoothing.mode == "offline"`` (``video``'s default) its
+            results go through a :class:`realtime.offline_smoothing.FixedLagSmoother`: each frame is written
+            ``lag_frames`` frames later, smoothed two-sided; the frames held back are written at the end, on a
+            stop and after a pipeline error too (not after a write error).
         output_path: the ``.mp4`` to write (parent folders are created), or ``None`` for records only.
         records_path: the ``.jsonl`` / ``.csv`` to write, or ``None``.
         overlay: an :mod:`realtime.overlay` drawer; ``None`` writes the frames unannotated.
@@ -282,6 +289,9 @@ def process_video(
         total = min(total or source.max_frames, source.max_frames)
     failure: BaseException | None = None
     finished = False  # True: move the outputs into place; False: keep the partial files
+    write_failed = False  # an output could not be written: nothing more is written
+    # offline smoothing (``smoothing.mode == "offline"``, ``video``'s default): results come out lag_frames late
+    delay = FixedLagSmoother.for_pipeline(pipeline)
     try:
         if records_partial is not None:
             same = records_format == records_format_of(records_partial)
@@ -293,7 +303,7 @@ def process_video(
 
             def write_outputs(frame: Frame, result) -> None:
                 """Draw, encode and record one frame (on the output thread when pipelined)."""
-                nonlocal frames
+                nonlocal frames, write_failed
                 if writer is not None:
                     image = overlay.draw(frame.image_bgr, result.faces) if overlay is not None else frame.image_bgr
                     if image.shape[1] != width or image.shape[0] != height:  # image folders may mix sizes
@@ -305,6 +315,7 @@ def process_video(
                     if records is not None:
                         records.write_frame([face_record(frame, face, info, crop_size) for face in result.faces])
                 except (VideoWriteError, OutputWriteError) as error:
+                    write_failed = True
                     if writer is not None:
                         writer.abort()  # keep the video's whole fragments; nothing more onto a full disk
                     kept = " and ".join(str(p) for p in (video_partial, records_partial) if p is not None)
@@ -328,22 +339,35 @@ def process_video(
                     done, pending = pending, None
                     done.result()  # raises the output thread's error here
 
+            def emit(done: list) -> None:
+                """Hand finished frames to the outputs, in order, one in flight at most."""
+                nonlocal pending
+                for frame_done, result_done in done:
+                    finish_pending()
+                    if outputs is None:
+                        write_outputs(frame_done, result_done)
+                    else:
+                        pending = outputs.submit(write_outputs, frame_done, result_done)
+
             try:
                 try:
                     for frame in source:
                         if stop.requested is not None:
-                            finish_pending()
-                            stop.check()
+                            break  # the frames held back by the offline smoother are written below, then the stop
                         result = pipeline.process(frame)
-                        finish_pending()
-                        if outputs is None:
-                            write_outputs(frame, result)
-                        else:
-                            pending = outputs.submit(write_outputs, frame, result)
+                        emit([(frame, result)] if delay is None else delay.push(frame, result))
+                    if delay is not None:
+                        emit(delay.flush())
                     finish_pending()
                     stop.check()
                     finished = True
                 finally:
+                    if delay is not None and delay.pending_frames and not write_failed:
+                        # the pipeline failed or a second signal came: the frames it finished are written all the same
+                        try:
+                            emit(delay.flush())
+                        except Exception as error:  # noqa: BLE001 - the first error is the one to report
+                            LOGGER.warning("%s", error)
                     if pending is not None:  # the pipeline failed or was interrupted: finish the frame in flight
                         try:
                             finish_pending()

@@ -161,3 +161,43 @@ def test_live_passes_the_model_to_the_app():
     options = LiveOptions.from_args(build_parser().parse_args(["live", "clip.mp4", "--model", "m.onnx", "--backend", "torch"]))
     assert options.model == "m.onnx" and options.backend == "torch"
     assert LiveOptions.from_args(build_parser().parse_args(["live"])).model is None
+
+
+def test_smoothing_flag_per_command():
+    """`video` smooths offline by default, `live` causally; `--no-smoothing` is `--smoothing off`."""
+    from realtime.arguments import pipeline_options_from_args, smoothing_choice
+    from realtime.ui.options import LiveOptions
+
+    parse = build_parser().parse_args
+    video = pipeline_options_from_args(parse(["video", "x.mp4"]), default_smoothing="offline").smoothing
+    assert video.offline_enabled and video.offline.lag_frames == 8
+    lag = pipeline_options_from_args(parse(["video", "x.mp4", "--smooth-lag", "4"]), default_smoothing="offline")
+    assert lag.smoothing.offline.lag_frames == 4
+    for flags, expected in (
+        (["--smoothing", "causal"], "causal"),
+        (["--no-smoothing"], "off"),
+        (["--smoothing", "off"], "off"),
+    ):
+        assert smoothing_choice(parse(["video", "x.mp4", *flags]), "offline") == expected
+    assert not pipeline_options_from_args(
+        parse(["video", "x.mp4", "--no-smoothing"]), default_smoothing="offline"
+    ).smoothing.enabled
+    with pytest.raises(ValueError, match="contradicts"):
+        smoothing_choice(parse(["video", "x.mp4", "--no-smoothing", "--smoothing", "offline"]))
+    live = LiveOptions.from_args(parse(["live"]))
+    assert live.smoothing and live.pipeline.smoothing.causal
+    assert not LiveOptions.from_args(parse(["live", "--smoothing", "off"])).smoothing
+
+
+def test_live_refuses_offline_smoothing(capsys):
+    assert main(["live", "--smoothing", "offline"]) == 2
+    assert "live needs causal or off" in capsys.readouterr().err
+
+
+def test_causal_filter_flags_warn_when_smoothing_is_offline(caplog):
+    from realtime.arguments import pipeline_options_from_args
+
+    args = build_parser().parse_args(["video", "x.mp4", "--smooth-beta", "2"])
+    with caplog.at_level("WARNING"):
+        pipeline_options_from_args(args, default_smoothing="offline")
+    assert "--smooth-beta set the causal filter; smoothing is offline" in caplog.text

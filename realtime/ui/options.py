@@ -91,7 +91,7 @@ class LiveOptions:
         values["source"] = source
         if getattr(args, "backend", None):
             values["backend"] = args.backend
-        if getattr(args, "no_smoothing", False):
+        if getattr(args, "no_smoothing", False) or getattr(args, "smoothing", None) == "off":
             values["smoothing"] = False
         for name in ("assets", "frames", "loop", "vmc", "seconds", "model"):
             if getattr(args, name, None) is not None:
