@@ -88,9 +88,10 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--flip-average",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="mirror-averaged inference: each face's crop and its mirror in one batch, predictions averaged "
-        "(~2x the network time per face; for offline processing)",
+        "(~2x the network time per face; default on for video and demo, which process files, off for live)",
     )
     group.add_argument(
         "--smooth-min-cutoff",
@@ -108,13 +109,20 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_options_from_args(
-    args: argparse.Namespace, running_mode=None, result_callback=None, default_smoothing: str = "causal"
+    args: argparse.Namespace,
+    running_mode=None,
+    result_callback=None,
+    default_smoothing: str = "causal",
+    default_flip_average: bool = False,
 ):
     """:class:`realtime.pipeline.PipelineOptions` from the flags of :func:`add_pipeline_arguments`.
 
     Args:
         default_smoothing: the smoothing without ``--smoothing`` / ``--no-smoothing``: ``video`` passes
             ``"offline"``; ``live`` and the API keep ``"causal"``.
+        default_flip_average: mirror averaging without ``--[no-]flip-average``: ``video`` and ``demo`` (files, not
+            latency bound) pass ``True``, it wins the tracking benchmark there (docs/realtime.md); ``live`` keeps
+            ``False`` (one network pass per face: the per-face latency rule).
     """
     from dataclasses import replace
 
@@ -158,7 +166,7 @@ def pipeline_options_from_args(
         ),
         tracker=TrackerOptions(max_faces=args.max_faces, detect_every_n_frames=args.detect_every),
         smoothing=smoothing,
-        flip_average=getattr(args, "flip_average", False),
+        flip_average=default_flip_average if getattr(args, "flip_average", None) is None else bool(args.flip_average),
         result_callback=result_callback,
     )
 

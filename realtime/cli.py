@@ -50,7 +50,7 @@ def run_video_command(args: argparse.Namespace) -> int:
         else Path("out") / f"{Path(args.input).stem}_tracked.mp4"
     )
     check_output_paths(video_outputs(output, args.records), [args.input])  # before anything is opened
-    options = pipeline_options_from_args(args, default_smoothing="offline")
+    options = pipeline_options_from_args(args, default_smoothing="offline", default_flip_average=True)
     # files and folders decode ahead in a thread; a camera is read live. The prefetcher is closed first (it stops
     # its thread), then the file: releasing a capture another thread is decoding aborts the process.
     with (
@@ -141,7 +141,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if not folder and (args.out_dir or mesh_formats):
         raise ValueError("--out-dir / --meshes are for a folder of photos; for one image use -o, --obj, --ply")
     backend = create_backend(args.backend, getattr(args, "assets", None), model=args.model)
-    with FacePipeline(backend, pipeline_options_from_args(args, running_mode=RunningMode.IMAGE)) as pipeline, \
+    options = pipeline_options_from_args(args, running_mode=RunningMode.IMAGE, default_flip_average=True)
+    with FacePipeline(backend, options) as pipeline, \
             PhotoProcessor(pipeline, modes, args.renderer, texture=args.texture) as processor:  # fmt: skip
         if folder:
             out_dir = Path(args.out_dir) if args.out_dir else Path("out") / image_path.name

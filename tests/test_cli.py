@@ -201,3 +201,27 @@ def test_causal_filter_flags_warn_when_smoothing_is_offline(caplog):
     with caplog.at_level("WARNING"):
         pipeline_options_from_args(args, default_smoothing="offline")
     assert "--smooth-beta set the causal filter; smoothing is offline" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "command, flags, expected",
+    [("video", [], True), ("video", ["--no-flip-average"], False), ("demo", [], True), ("demo", ["--no-flip-average"], False)],
+)
+def test_file_commands_default_to_mirror_averaging(tmp_path, assets_dir, shared_dir, monkeypatch, command, flags, expected):
+    """`video` and `demo` process files (not latency bound) and default to mirror-averaged inference, which wins
+    the tracking benchmark; `--no-flip-average` turns it off; `live` keeps one network pass per face."""
+    import realtime.cli as cli
+    from realtime.ui.options import LiveOptions
+
+    seen = []
+    real = cli.pipeline_options_from_args
+    monkeypatch.setattr(cli, "pipeline_options_from_args", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    if command == "video":
+        argv = ["video", str(shared_dir / "samples/video/obama.mp4"), "--records-only", "--records", str(tmp_path / "r.jsonl")]
+        argv += ["--max-frames", "2", "-q"]
+    else:
+        argv = ["demo", str(shared_dir / "samples/images/emma.jpg"), "-o", str(tmp_path / "d.png"), "-q"]
+    assert main(["--assets", str(assets_dir), *argv, *flags]) == 0
+    assert [options.flip_average for options in seen] == [expected]
+    assert LiveOptions.from_args(build_parser().parse_args(["live"])).pipeline.flip_average is False
+    assert LiveOptions.from_args(build_parser().parse_args(["live", "--flip-average"])).pipeline.flip_average is True
