@@ -9,6 +9,36 @@ import numpy as np
 import pytest
 
 
+def interrupt_on_frame(pipeline, index: int, action) -> None:
+    """Make ``pipeline.process`` call ``action()`` when it starts frame ``index`` (e.g. send SIGINT mid-frame,
+    or raise), then process the frame as usual."""
+    real_process = pipeline.process
+
+    def process(frame):
+        if frame.index == index:
+            action()
+        return real_process(frame)
+
+    pipeline.process = process
+
+
+def send_ctrl_c() -> None:
+    """SIGINT to this process: it arrives mid-frame."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir):
+    """The shared landmark corpus (held-out 300W faces make the tracking benchmark's scenes)."""
+    path = shared_dir / "data"
+    if not (path / "300w" / "helen_testset").is_dir():
+        pytest.skip("held-out 300W faces missing from the shared data folder")
+    return path
+
+
 @pytest.fixture(scope="session")
 def samples_dir(shared_dir):
     return shared_dir / "samples"

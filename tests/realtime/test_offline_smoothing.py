@@ -19,18 +19,11 @@ from realtime.smoothing import (
     pose_to_vector,
     vector_to_pose,
 )
+from tests.realtime.conftest import interrupt_on_frame, send_ctrl_c
 
 from .test_video import _check_record
 
 FPS = 30.0
-
-
-@pytest.fixture(scope="module")
-def data_dir(shared_dir):
-    path = shared_dir / "data"
-    if not (path / "300w" / "helen_testset").is_dir():
-        pytest.skip("held-out 300W faces missing from the shared data folder")
-    return path
 
 
 def _pivot(morphable):
@@ -298,35 +291,22 @@ def test_process_video_writes_every_frame_in_order_with_the_same_crop_boxes(
 
 def test_held_frames_are_written_when_the_user_stops(make_pipeline, clip_path, offline_options, tmp_path):
     """Ctrl-C on frame 3 and a pipeline failure on frame 5: every frame the pipeline finished is written."""
-    import os
-    import signal
 
     from realtime.sources import VideoFileSource
     from realtime.video import process_video
 
     pipeline = make_pipeline(offline_options)
-    real_process = pipeline.process
-
-    def press_ctrl_c_on_frame_three(frame):
-        if frame.index == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-frame
-        return real_process(frame)
-
-    pipeline.process = press_ctrl_c_on_frame_three
+    interrupt_on_frame(pipeline, 3, send_ctrl_c)
     with VideoFileSource(clip_path, max_frames=20) as source:
         with pytest.raises(KeyboardInterrupt):
             process_video(source, pipeline, tmp_path / "c.mp4", tmp_path / "c.jsonl", progress=False)
     assert [r["frame_index"] for r in _read_records(tmp_path / "c.jsonl")] == [0, 1, 2, 3]
 
+    def fall_over():
+        raise RuntimeError("the model fell over")
+
     pipeline = make_pipeline(offline_options)
-    real_process = pipeline.process
-
-    def fail_on_frame_five(frame):
-        if frame.index == 5:
-            raise RuntimeError("the model fell over")
-        return real_process(frame)
-
-    pipeline.process = fail_on_frame_five
+    interrupt_on_frame(pipeline, 5, fall_over)
     with VideoFileSource(clip_path, max_frames=20) as source:
         with pytest.raises(RuntimeError, match="fell over"):
             process_video(source, pipeline, tmp_path / "f.mp4", tmp_path / "f.jsonl", progress=False)

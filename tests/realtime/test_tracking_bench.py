@@ -10,14 +10,6 @@ from realtime.tracking_scenes import FaceTruth, SceneFrame, load_held_out_faces,
 
 
 @pytest.fixture(scope="module")
-def data_dir(shared_dir):
-    path = shared_dir / "data"
-    if not (path / "300w" / "helen_testset").is_dir():
-        pytest.skip("held-out 300W faces missing from the shared data folder")
-    return path
-
-
-@pytest.fixture(scope="module")
 def faces(data_dir):
     return load_held_out_faces(data_dir, 4, seed=0)
 

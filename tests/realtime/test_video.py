@@ -11,6 +11,7 @@ import pytest
 from realtime.overlay import CvOverlay, create_overlay, grid_polylines
 from realtime.sources import VideoFileSource
 from realtime.video import check_playable, process_video
+from tests.realtime.conftest import interrupt_on_frame, send_ctrl_c
 
 
 def _read_records(path):
@@ -248,18 +249,10 @@ def test_sigterm_mid_file_leaves_playable_video_and_valid_records(clip_path, ass
 
 
 def test_ctrl_c_finishes_the_current_frame_then_stops(make_pipeline, clip_path, tmp_path):
-    import os
     import signal
 
     pipeline = make_pipeline()
-    real_process = pipeline.process
-
-    def press_ctrl_c_on_frame_three(frame):
-        if frame.index == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-frame
-        return real_process(frame)
-
-    pipeline.process = press_ctrl_c_on_frame_three
+    interrupt_on_frame(pipeline, 3, send_ctrl_c)
     previous = signal.getsignal(signal.SIGINT)
     with VideoFileSource(clip_path, max_frames=20) as source:
         with pytest.raises(KeyboardInterrupt):
