@@ -32,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from drtn.params import NUM_PARAMS, ParamStats
 from export.backends.base import CHANNEL_ORDER, PIXEL_MEAN, PIXEL_SCALE, preprocess_crops
+from export.backends.onnxruntime_backend import ort_session
 from export.cache import atomic_write_bytes, record_content_hash, sha256_bytes, sha256_file, user_cache_dir, verify_content_hash
 from export.compare import FP32_TOLERANCE, ParamErrorReport, Tolerance, compare_params
 from export.contract import (  # noqa: F401 (the contract's names, re-exported for export users)
@@ -242,16 +243,6 @@ def _torch_to_onnx(network: torch.nn.Module, crop_size: int, opset: int) -> onnx
     return program.model_proto
 
 
-def _ort_session(model_bytes: bytes, threads: int = 2):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
 def check_against_torch(
     model_bytes: bytes,
     network: torch.nn.Module,
@@ -269,7 +260,7 @@ def check_against_torch(
     Raises:
         ExportCheckError: any set beyond ``tolerance`` (the message gives the numbers).
     """
-    session = _ort_session(model_bytes)
+    session = ort_session(model_bytes, threads=2)
     crop_size = session.get_inputs()[0].shape[2]
     reports = {}
     for name, batch in crops.items():

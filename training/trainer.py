@@ -258,20 +258,14 @@ class Trainer:
 
     def _teacher_onnx_session(self, teacher: torch.nn.Module):
         """An ONNX Runtime session (1 thread) of the teacher's export: normalised images -> de-normalised params."""
-        import onnxruntime as ort
-
+        from export.backends.onnxruntime_backend import ort_session
         from export.onnx_export import export_onnx
 
         path = self.out_dir / "mirror_teacher.onnx"
         export_onnx(teacher.to(memory_format=torch.contiguous_format).cpu(), path, stats=self.stats)
         teacher.to(self.device, memory_format=torch.channels_last)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
         LOGGER.info("mirror teacher runs in ONNX Runtime (%s)", path)
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return ort_session(path, threads=1)
 
     def _teacher_params(self, images: torch.Tensor) -> torch.Tensor:
         """(N, 62) de-normalised params of the frozen teacher on normalised images (N, 3, S, S)."""

@@ -21,8 +21,9 @@ def _is_model_proto(model) -> bool:
     return hasattr(model, "SerializeToString") and hasattr(model, "graph")
 
 
-def _session(model, threads: int, providers: list[str] | None):
-    """An ONNX Runtime CPU session over a ``ModelProto``, serialized bytes or a file path."""
+def ort_session(model, threads: int, providers: list[str] | None = None):
+    """The project's one ONNX Runtime session factory (backends, the export's self-check, the trainer's teacher):
+    a CPU session over a ``ModelProto``, serialized bytes or a file path."""
     import onnxruntime as ort
 
     if threads < 1:
@@ -80,7 +81,7 @@ class OnnxRuntimeBackend(Backend):
     ):
         in_memory = _is_model_proto(model)
         label = source_name or ("<onnx model>" if in_memory else str(model))
-        session = _session(model, threads, providers)
+        session = ort_session(model, threads, providers)
         self.info = inspect_session(session, label)
         self._check_metadata(self.info, denormalize is not None)
         self.name = name or self.name
@@ -211,7 +212,7 @@ class TeacherBackend(OnnxRuntimeBackend):
         size = original.graph.input[0].type.tensor_type.shape.dim[2].dim_value
         images = np.random.default_rng(0).standard_normal((3, 3, size, size)).astype(np.float32)
         try:
-            batched_session, single_session = _session(dynamic, threads, None), _session(original, threads, None)
+            batched_session, single_session = ort_session(dynamic, threads), ort_session(original, threads)
             batched = batched_session.run(None, {dynamic.graph.input[0].name: images})[0]
             single = np.concatenate(
                 [single_session.run(None, {original.graph.input[0].name: images[i : i + 1]})[0] for i in range(3)]
