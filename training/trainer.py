@@ -92,8 +92,8 @@ class TrainConfig:
     mirror_teacher_sha256: str = ""  # pins the teacher file (a run that spans sessions must see the same teacher)
     # > 0: the mirror teacher also sees the crop shifted by (+-d, +-d) crop pixels (four more views, edges
     # replicated), each with its mirror; the ten predictions, mapped back to the crop (exact: a shift moves only
-    # the pose's translation), are averaged. Shift averaging on top of the mirror: HELEN test 3.37 -> ~3.27 NME,
-    # AFW 4.21 -> ~3.9 with the session-4 model (docs/training.md); costs 5x the teacher's passes per step.
+    # the pose's translation), are averaged. Shift averaging (d = 5) on top of the mirror, session-4 model: HELEN
+    # test 3.37 -> 3.24 NME, AFW 4.21 -> 4.03 (docs/training.md); costs 5x the teacher's passes per step.
     mirror_teacher_shift: int = 0
     # what runs the frozen teacher: "torch", or "onnxruntime" (its ONNX export, checked against torch at start;
     # ~4x faster per image on one CPU thread, so the ten views of mirror_teacher_shift cost ~0.4 s per step, not 1.6)
@@ -230,6 +230,8 @@ class Trainer:
         self.mirror_teacher, self.teacher_session = None, None
         if self.config.mirror_teacher:
             self.mirror_teacher, self.mirror_affine = self._load_mirror_teacher(self.config.mirror_teacher)
+            if self.config.mirror_teacher_runtime == "onnxruntime":
+                self.teacher_session = self._teacher_onnx_session(self.mirror_teacher)
 
     def _load_mirror_teacher(self, path: str) -> tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]:
         """A frozen model of ``path`` and the mirror of de-normalised params as (matrix.T, offset) tensors."""
@@ -247,9 +249,6 @@ class Trainer:
             parameter.requires_grad_(False)
         matrix, offset = MirrorMap.from_morphable(self.morphable, crop_size=crop.CROP_SIZE).affine()
         LOGGER.info("mirror-averaged teacher %s (weight %g)", path, self.config.mirror_teacher_weight)
-        self.teacher_session = None
-        if self.config.mirror_teacher_runtime == "onnxruntime":
-            self.teacher_session = self._teacher_onnx_session(teacher)
         affine = (
             torch.from_numpy(matrix.T.astype(np.float32)).to(self.device),
             torch.from_numpy(offset.astype(np.float32)).to(self.device),
@@ -283,9 +282,10 @@ class Trainer:
         views = shifted_views(images, self.config.mirror_teacher_shift)
         # one teacher call on every view and its mirror (2 x views x N crops)
         every = self._teacher_params(torch.cat([v for _, view in views for v in (view, torch.flip(view, dims=(3,)))]))
+        chunks = every.split(len(images))  # plain, flipped, plain, flipped, ... in the order of the views
         total = None
         for index, ((dx, dy), _) in enumerate(views):
-            plain, flipped = every[2 * index * len(images) : (2 * index + 2) * len(images)].split(len(images))
+            plain, flipped = chunks[2 * index], chunks[2 * index + 1]
             averaged = 0.5 * (plain + flipped @ matrix_t + offset)
             averaged = averaged + view_to_crop_offset(dx, dy, images.shape[-1]).to(averaged)
             total = averaged if total is None else total + averaged
