@@ -30,7 +30,7 @@ def run_video_command(args: argparse.Namespace) -> int:
     from realtime.sources import CameraSource, open_source
     from realtime.threads import limit_blas_threads
     from realtime.video import process_video, video_outputs
-    from realtime.vmc import VmcForwarder
+    from realtime.vmc import forward_results
 
     limit_blas_threads(1)
     if args.max_frames is not None and args.max_frames < 1:
@@ -69,10 +69,8 @@ def run_video_command(args: argparse.Namespace) -> int:
             )
             sender = _vmc_sender(args)
             on_result = meshes.write if meshes is not None else None
-            if sender is not None and options.smoothing.offline_enabled:  # send the smoothed results as they are written
-                on_result = _also_send(on_result, sender)
-            elif sender is not None:
-                pipeline = VmcForwarder(pipeline, sender)
+            if sender is not None:  # the results as written (the offline smoother's when it smooths)
+                on_result = forward_results(sender, then=on_result)
             try:
                 summary = process_video(source, pipeline, output, args.records, overlay, progress=not args.no_progress,
                                         records_format=args.records_format, source_name=str(args.input),
@@ -91,17 +89,6 @@ def run_video_command(args: argparse.Namespace) -> int:
         written.append(f"{meshes.files} meshes to {meshes.out_dir}")
     print("wrote " + ", ".join(written))
     return 0 if summary.playable or summary.frames == 0 else 1
-
-
-def _also_send(on_result, sender):
-    """``on_result`` followed by sending the result over VMC (``video --vmc`` with offline smoothing)."""
-
-    def run(frame, result) -> None:
-        if on_result is not None:
-            on_result(frame, result)
-        sender.send_result(result)
-
-    return run
 
 
 def _vmc_sender(args: argparse.Namespace):

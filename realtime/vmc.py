@@ -143,13 +143,14 @@ class VmcSender:
         self._client._sock.close()  # SimpleUDPClient has no public close
 
 
-class VmcForwarder:
-    """A pipeline wrapper for ``main.py video --vmc``: ``process(frame)`` runs the pipeline and sends the result."""
+def forward_results(sender: VmcSender, then=None):
+    """The ``on_result`` callback of ``main.py video --vmc``: each written frame's result (``process_video`` calls it
+    after the frame's outputs, with the offline smoother's results when it smooths) is sent, after ``then(frame,
+    result)`` when given (e.g. the mesh writer)."""
 
-    def __init__(self, pipeline, sender: VmcSender):
-        self.pipeline, self.sender = pipeline, sender
+    def send(frame, result) -> None:
+        if then is not None:
+            then(frame, result)
+        sender.send_result(result)
 
-    def process(self, frame):
-        result = self.pipeline.process(frame)
-        self.sender.send_result(result)
-        return result
+    return send

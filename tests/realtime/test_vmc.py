@@ -105,7 +105,7 @@ def test_video_forwarder_sends_each_tracked_frame(make_pipeline, clip_frames):
     from pythonosc.dispatcher import Dispatcher
     from pythonosc.osc_server import ThreadingOSCUDPServer
 
-    from realtime.vmc import VmcForwarder
+    from realtime.vmc import forward_results
 
     received: list[tuple] = []
     dispatcher = Dispatcher()
@@ -115,8 +115,12 @@ def test_video_forwarder_sends_each_tracked_frame(make_pipeline, clip_frames):
     thread.start()
     sender = VmcSender("127.0.0.1", server.server_address[1])
     try:
-        forwarder = VmcForwarder(make_pipeline(), sender)
-        results = [forwarder.process(frame) for frame in clip_frames[:3]]
+        pipeline, written = make_pipeline(), []
+        forward = forward_results(sender, then=lambda frame, result: written.append(frame))
+        results = []
+        for frame in clip_frames[:3]:
+            results.append(pipeline.process(frame))
+            forward(frame, results[-1])
         deadline = time.monotonic() + 5.0
         while sum(m[0] == "/VMC/Ext/Blend/Apply" for m in received) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -125,6 +129,7 @@ def test_video_forwarder_sends_each_tracked_frame(make_pipeline, clip_frames):
         server.server_close()
         sender.close()
     assert all(result.faces for result in results)
+    assert [id(f) for f in written] == [id(f) for f in clip_frames[:3]]  # the callback it wraps ran for every frame
     assert sender.frames_sent == 3
     sent = {m[1]: m[2] for m in received if m[0] == "/VMC/Ext/Blend/Val"}
     assert sent["jawOpen"] == pytest.approx(results[-1].faces[0].blendshapes["jawOpen"], abs=1e-6)
